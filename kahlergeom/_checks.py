@@ -1,0 +1,89 @@
+"""Input validation shared by every public entry point.
+
+Checks run *outside* ``torch.func`` transforms (data-dependent control flow is not allowed
+under ``vmap``), so potentials themselves stay free of checks and can be traced.
+"""
+
+from __future__ import annotations
+
+import torch
+
+_COMPLEX = (torch.complex64, torch.complex128)
+
+
+def real_dtype_of(dtype: torch.dtype) -> torch.dtype:
+    """The real dtype matching a complex one (complex64 -> float32, complex128 -> float64)."""
+    return torch.float32 if dtype == torch.complex64 else torch.float64
+
+
+def complex_dtype_of(dtype: torch.dtype) -> torch.dtype:
+    """The complex dtype matching a real one (float32 -> complex64, float64 -> complex128)."""
+    return torch.complex64 if dtype == torch.float32 else torch.complex128
+
+
+def check_points(z, n: int | None = None, name: str = "z") -> torch.Tensor:
+    """Validate complex points of shape ``(..., n)``; return them unchanged.
+
+    Raises ``ValueError`` naming ``name`` when ``z`` is not a complex tensor, has the wrong
+    last dimension, or holds NaN/inf.
+    """
+    if not isinstance(z, torch.Tensor):
+        raise ValueError(
+            f"{name} must be a complex torch.Tensor of shape (..., n); got {type(z).__name__}. "
+            f"Build one with torch.complex(x, y) or torch.tensor(..., dtype=torch.complex128)."
+        )
+    if z.dtype not in _COMPLEX:
+        raise ValueError(
+            f"{name} must be complex (torch.complex64 or torch.complex128); got {z.dtype}. "
+            f"Real coordinates u = (x, y) convert with torch.complex(u[..., :n], u[..., n:])."
+        )
+    if z.ndim == 0:
+        raise ValueError(f"{name} must have shape (..., n) with n >= 1; got a 0-dim tensor.")
+    if n is not None and z.shape[-1] != n:
+        raise ValueError(
+            f"{name} must have last dimension n = {n}; got shape {tuple(z.shape)}."
+        )
+    if z.shape[-1] < 1:
+        raise ValueError(f"{name} must have last dimension n >= 1; got shape {tuple(z.shape)}.")
+    if not bool(torch.isfinite(z).all()):
+        bad = (~torch.isfinite(z)).any(-1).nonzero()
+        raise ValueError(
+            f"{name} contains NaN or inf at {bad.shape[0]} point(s), first at batch index "
+            f"{tuple(bad[0].tolist())}."
+        )
+    return z
+
+
+def check_same_shape(z: torch.Tensor, v, name: str = "v") -> torch.Tensor:
+    """Validate a tangent vector ``v`` at ``z``: complex, same dtype, broadcastable shape."""
+    check_points(v, z.shape[-1], name)
+    if v.dtype != z.dtype:
+        raise ValueError(f"{name} must have the dtype of the point ({z.dtype}); got {v.dtype}.")
+    try:
+        torch.broadcast_shapes(z.shape, v.shape)
+    except RuntimeError:
+        raise ValueError(
+            f"{name} of shape {tuple(v.shape)} does not broadcast with the point's shape "
+            f"{tuple(z.shape)}."
+        ) from None
+    return v
+
+
+def check_in_domain(potential, z: torch.Tensor, name: str = "z") -> None:
+    """Raise ``ValueError`` if any point lies outside ``potential.contains``."""
+    inside = potential.contains(z)
+    if not bool(torch.as_tensor(inside).all()):
+        bad = (~torch.as_tensor(inside)).nonzero()
+        first = tuple(bad[0].tolist())
+        point = z[first] if first else z
+        raise ValueError(
+            f"{name}: {bad.shape[0]} point(s) lie outside the domain of {potential!r} "
+            f"({potential.domain_description}); first at batch index {first}: "
+            f"{point.detach().cpu().numpy()}."
+        )
+
+
+def check_positive_int(value, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
+    return value

@@ -1,0 +1,11 @@
+"""Manifolds: a chart of C^n with a Hermitian metric field (Kähler when from a potential)."""
+
+from kahlergeom.manifolds._hermitian import (
+    HermitianManifold,
+    KahlerManifold,
+    hermitian_logdet,
+    psh_tolerance,
+    real_metric,
+)
+
+__all__ = ["HermitianManifold", "KahlerManifold", "hermitian_logdet", "psh_tolerance", "real_metric"]

@@ -1,0 +1,24 @@
+"""Kähler potentials: the extension point of kahlergeom.
+
+A potential is a real function K on a domain of C^n; its Levi matrix ∂∂̄K is the metric.
+Subclass `KahlerPotential` and implement ``__call__`` to add your own.
+"""
+
+from kahlergeom.potentials._base import KahlerPotential, sq_norm
+from kahlergeom.potentials._closed_forms import ComplexHyperbolic, Flat, FubiniStudy, SiegelDisk
+from kahlergeom.potentials._combinators import LogSumExp, Product, lse_levi
+from kahlergeom.potentials._mixture import GaussianMixturePotential, Quadratic
+
+__all__ = [
+    "ComplexHyperbolic",
+    "Flat",
+    "FubiniStudy",
+    "GaussianMixturePotential",
+    "KahlerPotential",
+    "LogSumExp",
+    "Product",
+    "Quadratic",
+    "SiegelDisk",
+    "lse_levi",
+    "sq_norm",
+]

@@ -1,0 +1,240 @@
+"""The vectorised ∂∂̄ engine.
+
+Everything is differentiated in real coordinates u = (x, y) ∈ R^{2n} (x first), because
+``torch.func``'s ``jacfwd``/``jacrev``/``hessian`` refuse complex inputs; complex
+intermediates inside the differentiated function are fine. Batches are handled by
+``torch.func.vmap`` (optionally chunked), never by Python loops over points.
+
+Two layers:
+
+* ``_levi``, ``_partial`` and ``_wirtinger_jacobian`` are *unchecked* cores. They are safe to
+  call inside other ``torch.func`` transforms (curvature differentiates the metric again).
+* ``ddbar``, ``partial``, ``partial_bar`` and ``wirtinger_jacobian`` are the public, checked
+  entry points: they validate the points (dtype, shape, finiteness, domain) first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch.func import hessian, jacfwd, vmap
+from torch.func import grad as _grad
+
+from kahlergeom._checks import check_in_domain, check_points
+
+__all__ = [
+    "closedness_residual",
+    "ddbar",
+    "from_real",
+    "partial",
+    "partial_bar",
+    "to_real",
+    "wirtinger_jacobian",
+]
+
+
+def to_real(z: torch.Tensor) -> torch.Tensor:
+    """Real coordinates of complex points: (..., n) complex → (..., 2n) real, u = (Re z, Im z)."""
+    return torch.cat([z.real, z.imag], dim=-1)
+
+
+def from_real(u: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`to_real`: (..., 2n) real → (..., n) complex, z = u[:n] + i u[n:]."""
+    n = u.shape[-1] // 2
+    return torch.complex(u[..., :n], u[..., n:])
+
+
+def _real_scalar(f: Callable, n: int) -> Callable:
+    """f of one complex point (n,) → real 0-dim, as a function of u ∈ R^{2n}."""
+
+    def fr(u: torch.Tensor) -> torch.Tensor:
+        out = f(torch.complex(u[:n], u[n:]))
+        if not isinstance(out, torch.Tensor):
+            raise ValueError(
+                f"f must return a torch.Tensor (a real value per point); got {type(out).__name__}."
+            )
+        if out.is_complex():
+            raise ValueError(
+                "f must return a real tensor (a Kähler potential is real-valued); it returned "
+                f"{out.dtype}. Return the real part, e.g. `.real`, if the imaginary part is zero."
+            )
+        if out.shape != ():
+            raise ValueError(
+                "f must return one real value per point: shape (...) for points of shape "
+                f"(..., n); for a single point it returned shape {tuple(out.shape)}."
+            )
+        return out
+
+    return fr
+
+
+def _real_tensor(F: Callable, n: int) -> Callable:
+    """A tensor-valued F of one complex point → real tensor (complex outputs as (..., 2))."""
+
+    def Fr(u: torch.Tensor) -> torch.Tensor:
+        out = F(torch.complex(u[:n], u[n:]))
+        return torch.view_as_real(out) if out.is_complex() else out
+
+    return Fr
+
+
+def _flatten(z: torch.Tensor) -> tuple[torch.Tensor, torch.Size]:
+    batch = z.shape[:-1]
+    return z.reshape(-1, z.shape[-1]), batch
+
+
+def levi_from_real_hessian(H: torch.Tensor) -> torch.Tensor:
+    """Levi matrix from the real Hessian (…, 2n, 2n) of a real function.
+
+    G = ¼ [(K_xx + K_yy) + i (K_xy − K_xyᵀ)], with the Hessian symmetrised first so that G is
+    exactly Hermitian.
+    """
+    n = H.shape[-1] // 2
+    H = 0.5 * (H + H.transpose(-1, -2))
+    kxx, kyy, kxy = H[..., :n, :n], H[..., n:, n:], H[..., :n, n:]
+    return 0.25 * torch.complex(kxx + kyy, kxy - kxy.transpose(-1, -2))
+
+
+def _levi(f: Callable, z: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
+    """Unchecked batched Levi matrix ∂_a ∂̄_b f, (..., n) → (..., n, n)."""
+    n = z.shape[-1]
+    zf, batch = _flatten(z)
+    H = vmap(hessian(_real_scalar(f, n)), chunk_size=chunk_size)(to_real(zf))
+    return levi_from_real_hessian(H).reshape(*batch, n, n)
+
+
+def _partial(f: Callable, z: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
+    """Unchecked batched holomorphic gradient ∂_a f = ½(∂f/∂x_a − i ∂f/∂y_a)."""
+    n = z.shape[-1]
+    zf, batch = _flatten(z)
+    g = vmap(_grad(_real_scalar(f, n)), chunk_size=chunk_size)(to_real(zf))
+    return (0.5 * torch.complex(g[..., :n], -g[..., n:])).reshape(*batch, n)
+
+
+def _wirtinger_jacobian(
+    F: Callable, z: torch.Tensor, chunk_size: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unchecked (∂F/∂z_c, ∂F/∂z̄_c) of a tensor field F, each of shape (..., *S, n)."""
+    n = z.shape[-1]
+    zf, batch = _flatten(z)
+    J = vmap(jacfwd(_real_tensor(F, n)), chunk_size=chunk_size)(to_real(zf))
+    jx, jy = J[..., :n], J[..., n:]
+    if _is_complex_output(F, zf[0]):
+        # view_as_real put (re, im) just before the derivative axis: recombine.
+        jx = torch.complex(jx[..., 0, :], jx[..., 1, :])
+        jy = torch.complex(jy[..., 0, :], jy[..., 1, :])
+    d = 0.5 * (jx - 1j * jy)
+    dbar = 0.5 * (jx + 1j * jy)
+    shape = d.shape[1:]
+    return d.reshape(*batch, *shape), dbar.reshape(*batch, *shape)
+
+
+def _is_complex_output(F: Callable, z0: torch.Tensor) -> bool:
+    with torch.no_grad():
+        return bool(F(z0).is_complex())
+
+
+def _check(f, z: torch.Tensor, name: str = "z") -> None:
+    n = getattr(f, "n", None)
+    check_points(z, n, name)
+    if hasattr(f, "contains"):
+        check_in_domain(f, z, name)
+
+
+def ddbar(f: Callable, z: torch.Tensor, *, chunk_size: int | None = None) -> torch.Tensor:
+    r"""Levi matrix (complex Hessian) of a real function of complex points, batched.
+
+    $$G[\ldots, a, b] = \partial_a \bar\partial_b f
+      = \tfrac14\big[(f_{xx} + f_{yy}) + i\,(f_{xy} - f_{xy}^\top)\big]_{ab}$$
+
+    with $\partial_a = \tfrac12(\partial_{x_a} - i\,\partial_{y_a})$ (see the conventions page).
+
+    Args:
+        f: a real function of one complex point, ``f(z) -> real`` for ``z`` of shape ``(n,)``
+            (any `KahlerPotential` qualifies). It is traced by ``torch.func`` per point.
+        z: complex points, shape ``(..., n)``, ``complex64`` or ``complex128``. Device and dtype
+            of the result follow ``z``.
+        chunk_size: if given, evaluate at most this many points at once (bounds memory).
+
+    Returns:
+        Complex tensor ``(..., n, n)``, exactly Hermitian.
+
+    Raises:
+        ValueError: ``z`` is not complex, has the wrong last dimension, holds NaN/inf, or lies
+            outside ``f.contains`` (when ``f`` has one).
+
+    Example:
+        >>> import torch, kahlergeom as kg
+        >>> z = torch.zeros(3, 2, dtype=torch.complex128)
+        >>> kg.ddbar(kg.potentials.FubiniStudy(2), z)[0].real
+        tensor([[1., 0.],
+                [0., 1.]], dtype=torch.float64)
+
+    Unlike `KahlerManifold.metric`, this always differentiates, even when the potential has a
+    closed-form `levi`.
+    """
+    _check(f, z)
+    return _levi(f, z, chunk_size)
+
+
+def partial(f: Callable, z: torch.Tensor, *, chunk_size: int | None = None) -> torch.Tensor:
+    r"""Holomorphic gradient $\partial_a f = \tfrac12(\partial_{x_a} - i\,\partial_{y_a}) f$.
+
+    Shapes: ``z`` ``(..., n)`` complex → ``(..., n)`` complex. For real ``f``,
+    $\bar\partial f = \overline{\partial f}$ (see `partial_bar`).
+    """
+    _check(f, z)
+    return _partial(f, z, chunk_size)
+
+
+def partial_bar(f: Callable, z: torch.Tensor, *, chunk_size: int | None = None) -> torch.Tensor:
+    r"""Antiholomorphic gradient $\bar\partial_a f = \tfrac12(\partial_{x_a} + i\,\partial_{y_a}) f$
+    of a real function; ``(..., n)`` → ``(..., n)``."""
+    return partial(f, z, chunk_size=chunk_size).conj()
+
+
+def wirtinger_jacobian(
+    F: Callable, z: torch.Tensor, *, chunk_size: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Wirtinger derivatives of a tensor-valued function of one complex point.
+
+    For ``F(z)`` of shape ``S`` (real or complex) at a point ``z`` of shape ``(n,)``, returns
+    ``(dF, dbarF)`` with ``dF[..., *s, c] = ∂F[s]/∂z_c`` and ``dbarF[..., *s, c] = ∂F[s]/∂z̄_c``,
+    each of shape ``(..., *S, n)`` (the derivative index last). ``F`` is traced per point with
+    ``torch.func.jacfwd`` on real coordinates.
+    """
+    check_points(z, None, "z")
+    return _wirtinger_jacobian(F, z, chunk_size)
+
+
+def closedness_residual(
+    metric_fn: Callable,
+    z: torch.Tensor,
+    *,
+    relative: bool = True,
+    chunk_size: int | None = None,
+) -> torch.Tensor:
+    r"""Kähler-closedness residual of a Hermitian metric field, per point.
+
+    A Hermitian metric $g_{a\bar b}$ is Kähler (its form $\omega = i\, g_{a\bar b}\, dz^a \wedge
+    d\bar z^b$ is closed) iff $\partial_c g_{a\bar b} = \partial_a g_{c\bar b}$ for all a, b, c.
+    Returns $\max_{a,b,c} |\partial_c g_{a\bar b} - \partial_a g_{c\bar b}|$ at each point,
+    divided by $\max |\partial g|$ there when ``relative`` (0 for a metric with zero derivative).
+
+    Args:
+        metric_fn: ``G(z)`` for one point ``(n,)`` → ``(n, n)`` complex, traceable by
+            ``torch.func`` (no data-dependent Python control flow).
+        z: points ``(..., n)``.
+
+    Returns:
+        Real tensor ``(...)``.
+    """
+    check_points(z, None, "z")
+    dG, _ = _wirtinger_jacobian(metric_fn, z, chunk_size)  # (..., a, b, c) = ∂_c g_ab
+    res = (dG - dG.transpose(-1, -3)).abs().flatten(-3).amax(-1)
+    if not relative:
+        return res
+    scale = dG.abs().flatten(-3).amax(-1)
+    tiny = torch.finfo(res.dtype).tiny
+    return torch.where(scale > tiny, res / scale.clamp_min(tiny), torch.zeros_like(res))
