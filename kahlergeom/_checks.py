@@ -40,9 +40,7 @@ def check_points(z, n: int | None = None, name: str = "z") -> torch.Tensor:
     if z.ndim == 0:
         raise ValueError(f"{name} must have shape (..., n) with n >= 1; got a 0-dim tensor.")
     if n is not None and z.shape[-1] != n:
-        raise ValueError(
-            f"{name} must have last dimension n = {n}; got shape {tuple(z.shape)}."
-        )
+        raise ValueError(f"{name} must have last dimension n = {n}; got shape {tuple(z.shape)}.")
     if z.shape[-1] < 1:
         raise ValueError(f"{name} must have last dimension n >= 1; got shape {tuple(z.shape)}.")
     if not bool(torch.isfinite(z).all()):

@@ -1,4 +1,4 @@
-"""Connection coefficients of a Hermitian metric field, by automatic differentiation.
+r"""Connection coefficients of a Hermitian metric field, by automatic differentiation.
 
 Two connections:
 

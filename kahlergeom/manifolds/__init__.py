@@ -8,4 +8,10 @@ from kahlergeom.manifolds._hermitian import (
     real_metric,
 )
 
-__all__ = ["HermitianManifold", "KahlerManifold", "hermitian_logdet", "psh_tolerance", "real_metric"]
+__all__ = [
+    "HermitianManifold",
+    "KahlerManifold",
+    "hermitian_logdet",
+    "psh_tolerance",
+    "real_metric",
+]

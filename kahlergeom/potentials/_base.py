@@ -51,7 +51,7 @@ class KahlerPotential(abc.ABC):
         return torch.ones(z.shape[:-1], dtype=torch.bool, device=z.device)
 
     def levi(self, z: torch.Tensor) -> torch.Tensor:
-        r"""Levi matrix $G[\ldots,a,b] = \partial_a\bar\partial_b K$, ``(..., n)`` → ``(..., n, n)``.
+        r"""Levi matrix $G[a,b] = \partial_a\bar\partial_b K$: ``(..., n)`` → ``(..., n, n)``.
 
         Default: automatic differentiation of ``__call__`` (unchecked; safe inside transforms).
         """

@@ -118,7 +118,12 @@ class LogSumExp(KahlerPotential):
         temperature: ``τ > 0``.
     """
 
-    def __init__(self, components, biases=None, temperature: float = 1.0):
+    def __init__(
+        self,
+        components: Sequence[KahlerPotential],
+        biases: torch.Tensor | Sequence[float] | None = None,
+        temperature: float = 1.0,
+    ):
         self.components = _as_potential_list(components, "components")
         ns = {p.n for p in self.components}
         if len(ns) != 1:

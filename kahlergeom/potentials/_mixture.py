@@ -17,7 +17,9 @@ def _check_means_precisions(means, precisions, name_m="means", name_p="precision
         )
     m, n = means.shape
     if m < 1 or n < 1:
-        raise ValueError(f"{name_m} must have shape (m, n) with m, n >= 1; got {tuple(means.shape)}.")
+        raise ValueError(
+            f"{name_m} must have shape (m, n) with m, n >= 1; got {tuple(means.shape)}."
+        )
     if not isinstance(precisions, torch.Tensor) or precisions.shape != (m, n, n):
         raise ValueError(
             f"{name_p} must be a tensor of shape (m, n, n) = ({m}, {n}, {n}); got "
@@ -99,7 +101,13 @@ class GaussianMixturePotential(KahlerPotential):
         temperature: ``τ > 0``.
     """
 
-    def __init__(self, means, precisions, weights=None, temperature: float = 1.0):
+    def __init__(
+        self,
+        means: torch.Tensor,
+        precisions: torch.Tensor,
+        weights: torch.Tensor | None = None,
+        temperature: float = 1.0,
+    ):
         self.means, self.precisions = _check_means_precisions(means, precisions)
         m, n = self.means.shape
         if weights is None:

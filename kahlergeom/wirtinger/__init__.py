@@ -8,10 +8,10 @@ from kahlergeom.wirtinger._ddbar import (
     closedness_residual,
     ddbar,
     from_real,
-    wirtinger_jacobian,
     partial,
     partial_bar,
     to_real,
+    wirtinger_jacobian,
 )
 
 __all__ = [

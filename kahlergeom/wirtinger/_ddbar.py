@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch.func import hessian, jacfwd, vmap
 from torch.func import grad as _grad
+from torch.func import hessian, jacfwd, vmap
 
 from kahlergeom._checks import check_in_domain, check_points
 

@@ -1,0 +1,287 @@
+"""Hypothesis strategies for complex points, matrices and plurisubharmonic potentials.
+
+Every strategy draws plain floats (so hypothesis can shrink a failure to simple numbers such
+as 0) and assembles torch tensors from them. Parameters are built in float64 / complex128; the
+potentials cast them to the dtype of the point they are evaluated at.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from kahlergeom.potentials import (
+    GaussianMixturePotential,
+    KahlerPotential,
+    LogSumExp,
+    Quadratic,
+    sq_norm,
+)
+
+__all__ = [
+    "AffineLogNorm",
+    "AffineSquaredNorm",
+    "PotentialSum",
+    "complex_arrays",
+    "hermitian_pd_matrices",
+    "points",
+    "psh_potentials",
+    "unitary_matrices",
+]
+
+_COMPLEX = (torch.complex64, torch.complex128)
+
+
+def _check_complex_dtype(dtype) -> None:
+    if dtype not in _COMPLEX:
+        raise ValueError(f"dtype must be torch.complex64 or torch.complex128; got {dtype}.")
+
+
+def complex_arrays(shape, *, scale: float = 2.0, dtype=torch.complex128):
+    """Complex tensors of the given shape, real and imaginary parts uniform-ish in [-scale, scale].
+
+    Returns a strategy of complex torch tensors (``dtype``, CPU).
+    """
+    _check_complex_dtype(dtype)
+    shape = tuple(shape)
+    floats = st.floats(
+        -scale, scale, allow_nan=False, allow_infinity=False, allow_subnormal=False, width=64
+    )
+    arrays = hnp.arrays(np.float64, (*shape, 2), elements=floats)
+    return arrays.map(lambda a: torch.view_as_complex(torch.from_numpy(a).clone()).to(dtype))
+
+
+def points(
+    n: int,
+    *,
+    batch=(),
+    radius: float | None = None,
+    scale: float = 2.0,
+    margin: float = 0.05,
+    dtype=torch.complex128,
+):
+    r"""Complex points of shape ``(*batch, n)``.
+
+    Without ``radius``: real and imaginary parts in ``[-scale, scale]``. With ``radius``: points
+    of the ball $|z| \le (1 - \text{margin})\,\text{radius}$ (a drawn point of the box is rescaled
+    radially into the ball, so the origin and points near the rim both occur).
+
+    Example:
+        >>> from hypothesis import given
+        >>> @given(points(2, radius=1.0))
+        ... def test_inside(z):
+        ...     assert float(z.abs().square().sum()) < 1
+    """
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an integer >= 1; got {n!r}.")
+    if radius is not None and not radius > 0:
+        raise ValueError(f"radius must be > 0 or None; got {radius!r}.")
+    shape = (*tuple(batch), n)
+    raw = complex_arrays(shape, scale=scale, dtype=torch.complex128)
+    if radius is None:
+        return raw.map(lambda z: z.to(dtype))
+    fractions = hnp.arrays(
+        np.float64,
+        tuple(batch),
+        elements=st.floats(0.0, 1.0 - margin, allow_subnormal=False, width=64),
+    )
+
+    def into_ball(args):
+        z, frac = args
+        norm = torch.linalg.vector_norm(z, dim=-1, keepdim=True)
+        direction = torch.where(norm > 0, z / norm.clamp_min(1e-300), torch.zeros_like(z))
+        r = radius * torch.as_tensor(frac, dtype=torch.float64).unsqueeze(-1)
+        return (r * direction).to(dtype)
+
+    return st.tuples(raw, fractions).map(into_ball)
+
+
+def unitary_matrices(n: int, *, dtype=torch.complex128):
+    """Unitary n×n matrices: Q of the QR decomposition of a drawn complex matrix (phases fixed)."""
+    _check_complex_dtype(dtype)
+
+    def to_unitary(A):
+        A = A + torch.eye(n, dtype=A.dtype)  # never the zero matrix
+        Q, R = torch.linalg.qr(A)
+        d = torch.diagonal(R)
+        phase = torch.where(d.abs() > 0, d / d.abs().clamp_min(1e-300), torch.ones_like(d))
+        return (Q * phase.unsqueeze(-2)).to(dtype)
+
+    return complex_arrays((n, n), scale=1.0).map(to_unitary)
+
+
+def hermitian_pd_matrices(
+    n: int, *, min_eig: float = 0.1, max_eig: float = 10.0, dtype=torch.complex128
+):
+    """Hermitian positive definite n×n matrices U diag(λ) U^H with λ in ``[min_eig, max_eig]``.
+
+    The spectrum bounds keep the condition number ≤ max_eig / min_eig.
+    """
+    _check_complex_dtype(dtype)
+    if not 0 < min_eig <= max_eig:
+        raise ValueError(f"need 0 < min_eig <= max_eig; got {min_eig!r}, {max_eig!r}.")
+    eigs = hnp.arrays(
+        np.float64, (n,), elements=st.floats(min_eig, max_eig, allow_subnormal=False, width=64)
+    )
+
+    def build(args):
+        U, lam = args
+        lam = torch.as_tensor(lam, dtype=torch.float64).to(U.dtype)
+        P = (U * lam.unsqueeze(-2)) @ U.mH
+        return (0.5 * (P + P.mH)).to(dtype)
+
+    return st.tuples(unitary_matrices(n), eigs).map(build)
+
+
+# -- potentials used by psh_potentials ----------------------------------------------------------
+
+
+def _affine(A: torch.Tensor, b: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """w = A z + b for points z (..., n): (..., r)."""
+    A = A.to(device=z.device, dtype=z.dtype)
+    return z @ A.transpose(-1, -2) + b.to(device=z.device, dtype=z.dtype)
+
+
+def _check_affine(A, b):
+    if not isinstance(A, torch.Tensor) or A.ndim != 2 or not A.is_complex():
+        raise ValueError(f"A must be a complex tensor of shape (r, n); got {A!r}.")
+    if not isinstance(b, torch.Tensor) or b.shape != A.shape[:1] or not b.is_complex():
+        raise ValueError(f"b must be a complex tensor of shape ({A.shape[0]},); got {b!r}.")
+
+
+class AffineSquaredNorm(KahlerPotential):
+    r"""$K(z) = |Az + b|^2$ (A complex r×n): PSH, Levi matrix $G = A^\top \bar A$."""
+
+    def __init__(self, A: torch.Tensor, b: torch.Tensor):
+        _check_affine(A, b)
+        self.A, self.b = A, b
+        super().__init__(A.shape[1])
+
+    def __call__(self, z):
+        return sq_norm(_affine(self.A, self.b, z))
+
+
+class AffineLogNorm(KahlerPotential):
+    r"""$K(z) = \log(1 + |Az + b|^2)$: the Fubini–Study potential pulled back by an affine map.
+
+    PSH (a holomorphic pullback of a PSH function), Levi matrix $A^\top G_{FS}(Az+b) \bar A$.
+    """
+
+    def __init__(self, A: torch.Tensor, b: torch.Tensor):
+        _check_affine(A, b)
+        self.A, self.b = A, b
+        super().__init__(A.shape[1])
+
+    def __call__(self, z):
+        return torch.log1p(sq_norm(_affine(self.A, self.b, z)))
+
+
+class PotentialSum(KahlerPotential):
+    r"""$K = \sum_i K_i$ of potentials on the same C^n (PSH when every term is).
+
+    Its Levi matrix and ∂K are the sums of the terms' own ``levi`` / ``partial``.
+    """
+
+    def __init__(self, terms):
+        terms = list(terms)
+        if not terms or not all(isinstance(t, KahlerPotential) for t in terms):
+            raise ValueError(f"terms must be a non-empty list of KahlerPotential; got {terms!r}.")
+        ns = {t.n for t in terms}
+        if len(ns) != 1:
+            raise ValueError(f"terms must all have the same n; got {[t.n for t in terms]}.")
+        self.terms = terms
+        super().__init__(ns.pop())
+
+    def __call__(self, z):
+        return sum(t(z) for t in self.terms)
+
+    def contains(self, z):
+        return torch.stack([t.contains(z) for t in self.terms], -1).all(-1)
+
+    def levi(self, z):
+        return sum(t.levi(z) for t in self.terms)
+
+    def partial(self, z):
+        return sum(t.partial(z) for t in self.terms)
+
+    def __repr__(self):
+        return f"PotentialSum([{', '.join(map(repr, self.terms))}])"
+
+
+def _quadratic(n):
+    return st.tuples(complex_arrays((n,), scale=1.0), hermitian_pd_matrices(n)).map(
+        lambda a: Quadratic(*a)
+    )
+
+
+def _affine_term(n, cls):
+    r = st.integers(1, n)
+    return r.flatmap(
+        lambda r: st.tuples(
+            complex_arrays((r, n), scale=1.0), complex_arrays((r,), scale=1.0)
+        ).map(lambda a: cls(*a))
+    )
+
+
+def _simple_term(n):
+    return st.one_of(
+        _quadratic(n), _affine_term(n, AffineSquaredNorm), _affine_term(n, AffineLogNorm)
+    )
+
+
+def _sum(n):
+    return st.lists(_simple_term(n), min_size=1, max_size=3).map(
+        lambda ts: ts[0] if len(ts) == 1 else PotentialSum(ts)
+    )
+
+
+def _lse(n):
+    m = st.integers(1, 3)
+    return m.flatmap(
+        lambda m: st.tuples(
+            st.lists(_simple_term(n), min_size=m, max_size=m),
+            hnp.arrays(np.float64, (m,), elements=st.floats(-2.0, 2.0, width=64)),
+            st.floats(0.2, 5.0, width=64),
+        ).map(lambda a: LogSumExp(a[0], torch.from_numpy(a[1].copy()), temperature=a[2]))
+    )
+
+
+def _mixture(n):
+    m = st.integers(1, 4)
+    return m.flatmap(
+        lambda m: st.tuples(
+            complex_arrays((m, n), scale=1.5),
+            st.lists(hermitian_pd_matrices(n), min_size=m, max_size=m),
+            hnp.arrays(np.float64, (m,), elements=st.floats(0.1, 10.0, width=64)),
+            st.floats(0.2, 5.0, width=64),
+        ).map(
+            lambda a: GaussianMixturePotential(
+                a[0], torch.stack(a[1]), torch.from_numpy(a[2].copy()), temperature=a[3]
+            )
+        )
+    )
+
+
+def psh_potentials(n: int, *, kinds=("sum", "lse", "mixture")):
+    r"""Random plurisubharmonic potentials on all of C^n.
+
+    Drawn from: sums of `Quadratic` $(z-m)^H P (z-m)$, Fubini–Study-type terms
+    $\log(1 + |Az + b|^2)$ (`AffineLogNorm`) and $|Az + b|^2$ (`AffineSquaredNorm`);
+    `LogSumExp` of such terms with random biases and temperature; and
+    `GaussianMixturePotential` with random means, precisions, weights and temperature.
+    Every one is PSH by construction (sums, holomorphic pullbacks and log-sum-exp preserve
+    plurisubharmonicity), so its Levi matrix must be positive semidefinite everywhere.
+
+    Args:
+        n: complex dimension.
+        kinds: any of ``"sum"``, ``"lse"``, ``"mixture"``.
+    """
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an integer >= 1; got {n!r}.")
+    table = {"sum": _sum, "lse": _lse, "mixture": _mixture}
+    unknown = set(kinds) - set(table)
+    if unknown or not kinds:
+        raise ValueError(f"kinds must be a non-empty subset of {sorted(table)}; got {kinds!r}.")
+    return st.one_of([table[k](n) for k in kinds])
