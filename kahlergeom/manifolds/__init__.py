@@ -1,5 +1,6 @@
 """Manifolds: a chart of C^n with a Hermitian metric field (Kähler when from a potential)."""
 
+from kahlergeom.manifolds._fisher import FisherManifold
 from kahlergeom.manifolds._hermitian import (
     HermitianManifold,
     KahlerManifold,
@@ -9,6 +10,7 @@ from kahlergeom.manifolds._hermitian import (
 )
 
 __all__ = [
+    "FisherManifold",
     "HermitianManifold",
     "KahlerManifold",
     "hermitian_logdet",

@@ -7,6 +7,7 @@ Subclass `KahlerPotential` and implement ``__call__`` to add your own.
 from kahlergeom.potentials._base import KahlerPotential, sq_norm
 from kahlergeom.potentials._closed_forms import ComplexHyperbolic, Flat, FubiniStudy, SiegelDisk
 from kahlergeom.potentials._combinators import LogSumExp, Product, lse_levi
+from kahlergeom.potentials._kl import KLPotential
 from kahlergeom.potentials._mixture import GaussianMixturePotential, Quadratic
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "Flat",
     "FubiniStudy",
     "GaussianMixturePotential",
+    "KLPotential",
     "KahlerPotential",
     "LogSumExp",
     "Product",

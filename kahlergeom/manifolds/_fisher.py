@@ -1,0 +1,144 @@
+r"""The Fisher (pullback) metric of a decoder with a complex latent."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch.func import jvp, vmap
+
+from kahlergeom._checks import check_points
+from kahlergeom.decoders._decoders import check_decoder, evaluate_decoder
+from kahlergeom.decoders._likelihoods import ComplexGaussian, Likelihood
+from kahlergeom.manifolds._hermitian import HermitianManifold
+from kahlergeom.wirtinger._ddbar import from_real, levi_from_real_hessian, to_real
+
+
+def _infer_latent_dim(decoder) -> int | None:
+    for attr in ("n", "latent_dim"):
+        value = getattr(decoder, attr, None)
+        if isinstance(value, int) and value >= 1:
+            return value
+    return None
+
+
+class FisherManifold(HermitianManifold):
+    r"""Latent space with the Fisher information metric of a decoder.
+
+    $$g_{a\bar b}(z) = \mathbb E_{x\sim p(\cdot|z)}\big[\partial_a \log p(x|z)\;
+      \bar\partial_b \log p(x|z)\big],$$
+
+    for the default circular complex Gaussian (`ComplexGaussian`):
+    $G[a,b] = (\partial_b\mu)^H\Sigma^{-1}(\partial_a\mu)
+      + (\bar\partial_a\mu)^H\Sigma^{-1}(\bar\partial_b\mu)
+      + \mathrm{tr}(\Sigma^{-1}\partial_a\Sigma\,\Sigma^{-1}\bar\partial_b\Sigma)$.
+
+    Computed exactly with forward-mode Jacobian–vector products of the decoder along the 2n
+    real latent directions (``torch.func.jvp``, vmapped over directions and points, optionally
+    chunked with ``chunk_size`` points at a time), then the likelihood's real Fisher matrix and
+    the Wirtinger combination $G = \tfrac14[(F_{xx}+F_{yy}) + i(F_{xy}-F_{xy}^\top)]$.
+
+    The field is Hermitian but, in general, **not Kähler** (the metric is assembled point by
+    point): `closedness_residual` measures it and geodesics use the Levi-Civita connection of
+    the real metric. For a holomorphic mean with constant variance it is Kähler with potential
+    $\mu^H\Sigma^{-1}\mu$; pass ``assume_kahler=True`` only when you know that.
+
+    Args:
+        decoder: ``decoder(z)`` for complex ``z`` ``(..., n)`` returning the likelihood's
+            parameters (``(mean, variance)`` for the Gaussian likelihoods). An ``nn.Module``
+            with batch norm or dropout must be in eval mode.
+        likelihood: a `kahlergeom.decoders.Likelihood` (default `ComplexGaussian()`).
+        n: latent dimension (default: ``decoder.n`` or ``decoder.latent_dim``, else taken from
+            the first points seen).
+        chunk_size: evaluate at most this many points at once.
+        assume_kahler: declare the field Kähler (enables the Kähler connection).
+    """
+
+    def __init__(
+        self,
+        decoder: Callable,
+        likelihood: Likelihood | None = None,
+        *,
+        n: int | None = None,
+        chunk_size: int | None = None,
+        assume_kahler: bool = False,
+    ):
+        self.decoder = check_decoder(decoder)
+        if likelihood is None:
+            likelihood = ComplexGaussian()
+        if not isinstance(likelihood, Likelihood):
+            raise ValueError(
+                f"likelihood must be a kahlergeom.decoders.Likelihood; got {likelihood!r}."
+            )
+        self.likelihood = likelihood
+        super().__init__(n if n is not None else _infer_latent_dim(decoder), chunk_size=chunk_size)
+        self.is_kahler = bool(assume_kahler)
+
+    def check_point(self, z, name: str = "z") -> torch.Tensor:
+        check_points(z, self.n, name)
+        if self.n is None:
+            self.n = z.shape[-1]
+        check_decoder(self.decoder)
+        evaluate_decoder(self.decoder, self.likelihood, z)
+        return z
+
+    def _params_of_real(self, u: torch.Tensor):
+        return self.likelihood.params(self.decoder(from_real(u)))
+
+    def _real_fisher_point(self, u: torch.Tensor) -> torch.Tensor:
+        basis = torch.eye(u.shape[-1], dtype=u.dtype, device=u.device)
+        params = self._params_of_real(u)
+        dparams = vmap(lambda t: jvp(self._params_of_real, (u,), (t,))[1])(basis)
+        return self.likelihood.fisher_real(params, dparams)
+
+    def real_fisher(self, z: torch.Tensor) -> torch.Tensor:
+        r"""The real Fisher matrix F in coordinates u = (x, y): ``(..., n)`` → ``(..., 2n, 2n)``.
+
+        $F_{ij} = \mathbb E[\partial_{u_i}\ell\,\partial_{u_j}\ell]$. The Hermitian metric is
+        its Wirtinger combination, so `real_metric` is $G_R = \tfrac14(F + J^\top F J)$ with J
+        the complex structure: $G_R = F/2$ exactly when F is J-invariant.
+        """
+        self.check_point(z)
+        return self._real_fisher(z)
+
+    def _real_fisher(self, z: torch.Tensor) -> torch.Tensor:
+        n = z.shape[-1]
+        u = to_real(z.reshape(-1, n))
+        F = vmap(self._real_fisher_point, chunk_size=self.chunk_size)(u)
+        return F.reshape(*z.shape[:-1], 2 * n, 2 * n)
+
+    def _metric(self, z: torch.Tensor) -> torch.Tensor:
+        return levi_from_real_hessian(self._real_fisher(z))
+
+    def holomorphy_residual(self, z: torch.Tensor) -> torch.Tensor:
+        r"""How far the decoder mean is from holomorphic: $\|\bar\partial\mu\| / (\|\partial\mu\|
+        + \|\bar\partial\mu\|)$ per point (Frobenius norms), real ``(...)``, in [0, 1].
+
+        0 for a holomorphic mean, 1 for an antiholomorphic one. Requires a complex mean (first
+        decoder parameter).
+        """
+        self.check_point(z)
+        n = z.shape[-1]
+        u = to_real(z.reshape(-1, n))
+
+        def point(u1):
+            basis = torch.eye(2 * n, dtype=u1.dtype, device=u1.device)
+            return vmap(lambda t: jvp(lambda w: self._params_of_real(w)[0], (u1,), (t,))[1])(basis)
+
+        dmean = vmap(point, chunk_size=self.chunk_size)(u)  # (B, 2n, D)
+        if not dmean.is_complex():
+            raise ValueError(
+                "holomorphy_residual needs a decoder with a complex mean; this decoder's first "
+                f"output is {dmean.dtype}."
+            )
+        dx, dy = dmean[:, :n], dmean[:, n:]
+        d = 0.5 * (dx - 1j * dy)
+        dbar = 0.5 * (dx + 1j * dy)
+        nd = torch.linalg.vector_norm(d, dim=(-1, -2))
+        nb = torch.linalg.vector_norm(dbar, dim=(-1, -2))
+        tiny = torch.finfo(nd.dtype).tiny
+        res = torch.where(nd + nb > tiny, nb / (nd + nb).clamp_min(tiny), torch.zeros_like(nb))
+        return res.reshape(z.shape[:-1])
+
+    def __repr__(self):
+        return f"FisherManifold(n={self.n}, likelihood={self.likelihood!r})"
