@@ -1,0 +1,214 @@
+r"""Data: the bundled digits, MNIST IDX and ``.npz`` loaders, and real ↔ complex transforms.
+
+Nothing is downloaded: the default data set is scikit-learn's bundled ``load_digits``
+(1797 images of 8×8 pixels); other data come from local files.
+
+Real images enter the complex VAE as complex vectors, either as ``x + 0i`` (``"identity"``) or
+through the orthonormal 2-D FFT (``"fft"``, an isometry of $\mathbb C^{H\times W}$, so Gaussian
+likelihoods keep their meaning); `from_complex` maps back to images for pictures.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+__all__ = [
+    "ImageDataset",
+    "from_complex",
+    "load_dataset",
+    "load_digits",
+    "load_mnist_idx",
+    "load_npz",
+    "to_complex",
+]
+
+_TRANSFORMS = ("identity", "fft")
+
+
+@dataclass
+class ImageDataset:
+    """Images in [0, 1], float ``(N, H, W)``, with optional integer labels ``(N,)``."""
+
+    images: np.ndarray
+    labels: np.ndarray | None
+    name: str
+
+    def __post_init__(self):
+        check_images(self.images, f"images of {self.name}")
+        if self.labels is not None:
+            self.labels = np.asarray(self.labels)
+            if self.labels.shape != (self.images.shape[0],):
+                raise ValueError(
+                    f"labels of {self.name} must have shape ({self.images.shape[0]},); got "
+                    f"{self.labels.shape}."
+                )
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.images.shape[1], self.images.shape[2]
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def split(self, test_fraction: float = 0.2, seed: int = 0):
+        """Seeded train/test split → (train, test) datasets."""
+        if not 0 < test_fraction < 1:
+            raise ValueError(f"test_fraction must be in (0, 1); got {test_fraction!r}.")
+        rng = np.random.default_rng(seed)
+        perm = rng.permutation(len(self))
+        n_test = max(1, int(round(test_fraction * len(self))))
+        te, tr = perm[:n_test], perm[n_test:]
+        lab = self.labels
+        return (
+            ImageDataset(self.images[tr], None if lab is None else lab[tr], self.name + ":train"),
+            ImageDataset(self.images[te], None if lab is None else lab[te], self.name + ":test"),
+        )
+
+
+def check_images(images, name: str = "images") -> np.ndarray:
+    if not isinstance(images, np.ndarray) or images.ndim != 3:
+        raise ValueError(
+            f"{name} must be an array of shape (N, H, W); got "
+            f"{getattr(images, 'shape', type(images).__name__)}."
+        )
+    if images.shape[0] < 1 or images.shape[1] < 1 or images.shape[2] < 1:
+        raise ValueError(f"{name} must be non-empty; got shape {images.shape}.")
+    if not np.issubdtype(images.dtype, np.floating):
+        raise ValueError(f"{name} must be floating point in [0, 1]; got {images.dtype}.")
+    if not np.isfinite(images).all():
+        bad = int((~np.isfinite(images)).any(axis=(1, 2)).sum())
+        raise ValueError(f"{name} contain NaN or inf in {bad} image(s); clean the data first.")
+    return images
+
+
+def load_digits() -> ImageDataset:
+    """scikit-learn's bundled 8×8 digits, scaled to [0, 1] (no download)."""
+    from sklearn.datasets import load_digits as _sk_load_digits
+
+    d = _sk_load_digits()
+    images = (d.images / 16.0).astype(np.float64)
+    return ImageDataset(images, d.target.astype(np.int64), "digits")
+
+
+def _open_maybe_gzip(path: str):
+    with open(path, "rb") as fh:
+        magic = fh.read(2)
+    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
+
+
+def _read_idx(path: str, name: str) -> np.ndarray:
+    if not os.path.isfile(path):
+        raise ValueError(f"{name}: no such file {path!r}.")
+    try:
+        with _open_maybe_gzip(path) as fh:
+            header = fh.read(4)
+            if len(header) != 4 or header[0] != 0 or header[1] != 0:
+                raise ValueError(f"{name}: {path!r} is not an IDX file (bad magic number).")
+            dtype_code, ndim = header[2], header[3]
+            dtypes = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+            if dtype_code not in dtypes:
+                raise ValueError(f"{name}: {path!r} has unknown IDX type code {dtype_code:#x}.")
+            dims = struct.unpack(f">{ndim}I", fh.read(4 * ndim))
+            data = np.frombuffer(fh.read(), dtype=dtypes[dtype_code])
+    except OSError as exc:
+        raise ValueError(f"{name}: cannot read {path!r}: {exc}") from exc
+    expected = int(np.prod(dims)) if dims else 0
+    if data.size != expected:
+        raise ValueError(
+            f"{name}: {path!r} is truncated or corrupt: header says {dims} "
+            f"({expected} values), found {data.size}."
+        )
+    return data.reshape(dims)
+
+
+def load_mnist_idx(images_path: str, labels_path: str | None = None) -> ImageDataset:
+    """MNIST-style IDX files (optionally gzipped) from local paths; pixels scaled to [0, 1]."""
+    raw = _read_idx(images_path, "images_path")
+    if raw.ndim != 3:
+        raise ValueError(f"images_path: expected a 3-D IDX array (N, H, W); got shape {raw.shape}.")
+    images = raw.astype(np.float64)
+    if raw.dtype.kind in "ui":
+        images = images / 255.0
+    labels = None
+    if labels_path is not None:
+        labels = _read_idx(labels_path, "labels_path")
+        if labels.shape != (raw.shape[0],):
+            raise ValueError(
+                f"labels_path: expected {raw.shape[0]} labels; got shape {labels.shape}."
+            )
+        labels = labels.astype(np.int64)
+    return ImageDataset(images, labels, os.path.basename(images_path))
+
+
+def load_npz(path: str, images_key: str = "images", labels_key: str | None = "labels"):
+    """Images (N, H, W) (or (N, H*W) square) from a ``.npz`` file; uint8 scaled by 1/255."""
+    if not os.path.isfile(path):
+        raise ValueError(f"path: no such file {path!r}.")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if images_key not in f.files:
+                raise ValueError(
+                    f"images_key: {path!r} has no array {images_key!r}; it has {f.files}."
+                )
+            images = np.asarray(f[images_key])
+            labels = np.asarray(f[labels_key]) if labels_key and labels_key in f.files else None
+    except (OSError, EOFError) as exc:
+        raise ValueError(f"path: cannot read {path!r} as .npz: {exc}") from exc
+    if images.ndim == 2:
+        side = int(round(np.sqrt(images.shape[1])))
+        if side * side != images.shape[1]:
+            raise ValueError(
+                f"images in {path!r} have shape {images.shape}: flat rows must be square images."
+            )
+        images = images.reshape(-1, side, side)
+    if images.dtype == np.uint8:
+        images = images.astype(np.float64) / 255.0
+    elif np.issubdtype(images.dtype, np.floating):
+        images = images.astype(np.float64)
+    else:
+        raise ValueError(f"images in {path!r} must be uint8 or float; got {images.dtype}.")
+    return ImageDataset(images, labels, os.path.basename(path))
+
+
+def load_dataset(spec: str | None = None) -> ImageDataset:
+    """``None``/``"digits"``: the bundled digits; a ``.npz`` path; or ``"idx:IMAGES[,LABELS]"``."""
+    if spec is None or spec == "digits":
+        return load_digits()
+    if spec.startswith("idx:"):
+        parts = spec[4:].split(",")
+        return load_mnist_idx(parts[0], parts[1] if len(parts) > 1 else None)
+    if spec.endswith(".npz"):
+        return load_npz(spec)
+    raise ValueError(
+        f"data must be 'digits', a path to a .npz file, or 'idx:IMAGES[,LABELS]'; got {spec!r}."
+    )
+
+
+def to_complex(
+    images: np.ndarray | torch.Tensor, transform: str = "identity", dtype=torch.complex64
+) -> torch.Tensor:
+    """Real images ``(N, H, W)`` → complex vectors ``(N, H*W)`` (identity or orthonormal FFT)."""
+    if transform not in _TRANSFORMS:
+        raise ValueError(f"transform must be one of {_TRANSFORMS}; got {transform!r}.")
+    x = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
+    if x.ndim != 3:
+        raise ValueError(f"images must have shape (N, H, W); got {tuple(x.shape)}.")
+    x = x.to(torch.float64)
+    xc = torch.fft.fft2(x, norm="ortho") if transform == "fft" else torch.complex(x, 0 * x)
+    return xc.reshape(x.shape[0], -1).to(dtype)
+
+
+def from_complex(x: torch.Tensor, shape: tuple[int, int], transform: str = "identity"):
+    """Inverse of `to_complex` for pictures: complex ``(N, H*W)`` → real images ``(N, H, W)``."""
+    if transform not in _TRANSFORMS:
+        raise ValueError(f"transform must be one of {_TRANSFORMS}; got {transform!r}.")
+    img = x.reshape(x.shape[0], *shape)
+    if transform == "fft":
+        img = torch.fft.ifft2(img, norm="ortho")
+    return img.real
