@@ -15,13 +15,24 @@ Two layers:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import torch
 from torch.func import grad as _grad
 from torch.func import hessian, jacfwd, vmap
 
-from kahlergeom._checks import check_in_domain, check_points
+from kahlergeom._checks import check_in_domain, check_points, check_positive_int
+
+# torch imports its forward-mode decompositions lazily on the first jvp, and that import emits
+# a DeprecationWarning about torch.jit.script (torch 2.13). Import it once here, silently, so
+# the first ddbar of a user who runs with warnings as errors does not fail.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    try:
+        import torch._decomp.decompositions_for_jvp  # noqa: F401
+    except ImportError:  # pragma: no cover - a torch without this private module
+        pass
 
 __all__ = [
     "closedness_residual",
@@ -74,7 +85,8 @@ def _real_tensor(F: Callable, n: int) -> Callable:
 
     def Fr(u: torch.Tensor) -> torch.Tensor:
         out = F(torch.complex(u[:n], u[n:]))
-        return torch.view_as_real(out) if out.is_complex() else out
+        # resolve_conj: view_as_real refuses lazily conjugated tensors (e.g. F = z.conj()).
+        return torch.view_as_real(out.resolve_conj()) if out.is_complex() else out
 
     return Fr
 
@@ -96,19 +108,46 @@ def levi_from_real_hessian(H: torch.Tensor) -> torch.Tensor:
     return 0.25 * torch.complex(kxx + kyy, kxy - kxy.transpose(-1, -2))
 
 
+def _is_missing_batching_rule(exc: RuntimeError) -> bool:
+    return "Batching rule not implemented" in str(exc)
+
+
 def _levi(f: Callable, z: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
-    """Unchecked batched Levi matrix ∂_a ∂̄_b f, (..., n) → (..., n, n)."""
+    """Unchecked batched Levi matrix ∂_a ∂̄_b f, (..., n) → (..., n, n).
+
+    Forward-over-reverse (``torch.func.hessian``) per point. torch.func has no batching rule
+    for reverse mode through some complex views (e.g. ``z.conj()`` feeding a matmul raises
+    "Batching rule not implemented for aten::_neg_view"); then the Hessian is recomputed
+    forward-over-forward, which has no such gap.
+    """
     n = z.shape[-1]
     zf, batch = _flatten(z)
-    H = vmap(hessian(_real_scalar(f, n)), chunk_size=chunk_size)(to_real(zf))
+    fr = _real_scalar(f, n)
+    u = to_real(zf)
+    try:
+        H = vmap(hessian(fr), chunk_size=chunk_size)(u)
+    except RuntimeError as exc:
+        if not _is_missing_batching_rule(exc):
+            raise
+        H = vmap(jacfwd(jacfwd(fr)), chunk_size=chunk_size)(u)
     return levi_from_real_hessian(H).reshape(*batch, n, n)
 
 
 def _partial(f: Callable, z: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
-    """Unchecked batched holomorphic gradient ∂_a f = ½(∂f/∂x_a − i ∂f/∂y_a)."""
+    """Unchecked batched holomorphic gradient ∂_a f = ½(∂f/∂x_a − i ∂f/∂y_a).
+
+    Reverse mode per point, with the forward-mode fallback of `_levi`.
+    """
     n = z.shape[-1]
     zf, batch = _flatten(z)
-    g = vmap(_grad(_real_scalar(f, n)), chunk_size=chunk_size)(to_real(zf))
+    fr = _real_scalar(f, n)
+    u = to_real(zf)
+    try:
+        g = vmap(_grad(fr), chunk_size=chunk_size)(u)
+    except RuntimeError as exc:
+        if not _is_missing_batching_rule(exc):
+            raise
+        g = vmap(jacfwd(fr), chunk_size=chunk_size)(u)
     return (0.5 * torch.complex(g[..., :n], -g[..., n:])).reshape(*batch, n)
 
 
@@ -118,6 +157,10 @@ def _wirtinger_jacobian(
     """Unchecked (∂F/∂z_c, ∂F/∂z̄_c) of a tensor field F, each of shape (..., *S, n)."""
     n = z.shape[-1]
     zf, batch = _flatten(z)
+    if zf.shape[0] == 0:
+        # Empty batch: learn the output shape from one point (the origin), keep none of it.
+        d, dbar = _wirtinger_jacobian(F, z.new_zeros(1, n), chunk_size)
+        return d[:0].reshape(*batch, *d.shape[1:]), dbar[:0].reshape(*batch, *d.shape[1:])
     J = vmap(jacfwd(_real_tensor(F, n)), chunk_size=chunk_size)(to_real(zf))
     jx, jy = J[..., :n], J[..., n:]
     if _is_complex_output(F, zf[0]):
@@ -133,6 +176,11 @@ def _wirtinger_jacobian(
 def _is_complex_output(F: Callable, z0: torch.Tensor) -> bool:
     with torch.no_grad():
         return bool(F(z0).is_complex())
+
+
+def _check_chunk(chunk_size) -> None:
+    if chunk_size is not None:
+        check_positive_int(chunk_size, "chunk_size")
 
 
 def _check(f, z: torch.Tensor, name: str = "z") -> None:
@@ -175,6 +223,7 @@ def ddbar(f: Callable, z: torch.Tensor, *, chunk_size: int | None = None) -> tor
     closed-form `levi`.
     """
     _check(f, z)
+    _check_chunk(chunk_size)
     return _levi(f, z, chunk_size)
 
 
@@ -185,6 +234,7 @@ def partial(f: Callable, z: torch.Tensor, *, chunk_size: int | None = None) -> t
     $\bar\partial f = \overline{\partial f}$ (see `partial_bar`).
     """
     _check(f, z)
+    _check_chunk(chunk_size)
     return _partial(f, z, chunk_size)
 
 
@@ -205,6 +255,7 @@ def wirtinger_jacobian(
     ``torch.func.jacfwd`` on real coordinates.
     """
     check_points(z, None, "z")
+    _check_chunk(chunk_size)
     return _wirtinger_jacobian(F, z, chunk_size)
 
 
@@ -231,6 +282,7 @@ def closedness_residual(
         Real tensor ``(...)``.
     """
     check_points(z, None, "z")
+    _check_chunk(chunk_size)
     dG, _ = _wirtinger_jacobian(metric_fn, z, chunk_size)  # (..., a, b, c) = ∂_c g_ab
     res = (dG - dG.transpose(-1, -3)).abs().flatten(-3).amax(-1)
     if not relative:
