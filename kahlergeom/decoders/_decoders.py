@@ -31,18 +31,40 @@ def check_decoder(decoder) -> Callable:
     return decoder
 
 
+def _drop_batch_of_one(params: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """Remove the batch axis of one added by `decode_params` (shared parameters keep theirs)."""
+    lead = params[0].ndim
+    return tuple(p.squeeze(0) if p.ndim == lead and p.ndim >= 2 else p for p in params)
+
+
+def decode_params(
+    decoder: Callable, likelihood: Likelihood, z: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
+    """The likelihood's parameters of ``decoder`` at ``z`` ``(..., n)`` (traceable, unchecked).
+
+    A single point ``(n,)`` (what per-point ``torch.func`` transforms see) is passed to the
+    decoder as a batch of one, ``(1, n)``, and that axis is removed again: layers such as
+    ``BatchNorm1d`` refuse unbatched input.
+    """
+    if z.ndim != 1:
+        return likelihood.params(decoder(z))
+    return _drop_batch_of_one(likelihood.params(decoder(z.unsqueeze(0))))
+
+
 def evaluate_decoder(
     decoder: Callable, likelihood: Likelihood, z: torch.Tensor
 ) -> tuple[torch.Tensor, ...]:
     """Run ``decoder(z)`` once (outside transforms) and validate its parameters."""
     try:
-        output = decoder(z)
+        output = decoder(z.unsqueeze(0) if z.ndim == 1 else z)
     except Exception as exc:  # re-raised with the input shape: the usual cause
         raise ValueError(
             f"decoder failed on latent points of shape {tuple(z.shape)} and dtype {z.dtype}: "
             f"{type(exc).__name__}: {exc}"
         ) from exc
     params = likelihood.params(output)
+    if z.ndim == 1:
+        params = _drop_batch_of_one(params)
     likelihood.check(params, z.shape[:-1])
     return params
 

@@ -115,7 +115,16 @@ def _mean_variance(output, who: str) -> tuple[torch.Tensor, torch.Tensor]:
     mean, variance = output
     if not isinstance(mean, torch.Tensor):
         raise ValueError(f"decoder mean must be a torch.Tensor; got {type(mean).__name__}.")
-    variance = torch.as_tensor(variance, device=mean.device)
+    try:
+        if not isinstance(variance, torch.Tensor) and not isinstance(variance, complex):
+            # A Python number would become float32 (torch's default): use the mean's precision.
+            variance = torch.as_tensor(variance, dtype=_real(mean).dtype, device=mean.device)
+        variance = torch.as_tensor(variance, device=mean.device)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ValueError(
+            f"decoder variance must be a real tensor or number; got {type(variance).__name__} "
+            f"({exc})."
+        ) from None
     if not variance.is_floating_point() and not variance.is_complex():
         variance = variance.to(_real(mean).dtype)
     return mean, variance
@@ -254,8 +263,13 @@ class Bernoulli(Likelihood):
         (eta0,) = params0
         (eta,) = params
         p0 = torch.sigmoid(eta0)
+
+        def logsigmoid(t):
+            # −softplus(−t) = log σ(t); F.logsigmoid's backward warns under vmap(hessian).
+            return -F.softplus(-t)
+
         # KL = Σ p0 (log p0 − log p) + (1 − p0)(log(1 − p0) − log(1 − p)), via log-sigmoids.
         return (
-            p0 * (F.logsigmoid(eta0) - F.logsigmoid(eta))
-            + (1 - p0) * (F.logsigmoid(-eta0) - F.logsigmoid(-eta))
+            p0 * (logsigmoid(eta0) - logsigmoid(eta))
+            + (1 - p0) * (logsigmoid(-eta0) - logsigmoid(-eta))
         ).sum(-1)

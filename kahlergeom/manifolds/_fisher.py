@@ -8,7 +8,7 @@ import torch
 from torch.func import jvp, vmap
 
 from kahlergeom._checks import check_points
-from kahlergeom.decoders._decoders import check_decoder, evaluate_decoder
+from kahlergeom.decoders._decoders import check_decoder, decode_params, evaluate_decoder
 from kahlergeom.decoders._likelihoods import ComplexGaussian, Likelihood
 from kahlergeom.manifolds._hermitian import HermitianManifold
 from kahlergeom.wirtinger._ddbar import from_real, levi_from_real_hessian, to_real
@@ -51,7 +51,8 @@ class FisherManifold(HermitianManifold):
         n: latent dimension (default: ``decoder.n`` or ``decoder.latent_dim``, else taken from
             the first points seen).
         chunk_size: evaluate at most this many points at once.
-        assume_kahler: declare the field Kähler (enables the Kähler connection).
+        assume_kahler: declare the field Kähler (enables the Kähler connection). For n = 1
+            the field is always Kähler and this is implied.
     """
 
     def __init__(
@@ -71,8 +72,17 @@ class FisherManifold(HermitianManifold):
                 f"likelihood must be a kahlergeom.decoders.Likelihood; got {likelihood!r}."
             )
         self.likelihood = likelihood
-        super().__init__(n if n is not None else _infer_latent_dim(decoder), chunk_size=chunk_size)
-        self.is_kahler = bool(assume_kahler)
+        n = n if n is not None else _infer_latent_dim(decoder)
+        super().__init__(n if n is not None else 1, chunk_size=chunk_size)
+        if n is None:
+            self.n = None  # taken from the first points seen (check_point)
+        self._assume_kahler = bool(assume_kahler)
+
+    @property
+    def is_kahler(self) -> bool:  # type: ignore[override]
+        """Declared Kähler (``assume_kahler``), or n = 1: in one complex dimension every
+        Hermitian metric is Kähler (dω is a 3-form on a real surface)."""
+        return self._assume_kahler or self.n == 1
 
     def check_point(self, z, name: str = "z") -> torch.Tensor:
         check_points(z, self.n, name)
@@ -83,7 +93,7 @@ class FisherManifold(HermitianManifold):
         return z
 
     def _params_of_real(self, u: torch.Tensor):
-        return self.likelihood.params(self.decoder(from_real(u)))
+        return decode_params(self.decoder, self.likelihood, from_real(u))
 
     def _real_fisher_point(self, u: torch.Tensor) -> torch.Tensor:
         basis = torch.eye(u.shape[-1], dtype=u.dtype, device=u.device)

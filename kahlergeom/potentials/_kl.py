@@ -8,7 +8,7 @@ import torch
 from torch.func import vmap
 
 from kahlergeom._checks import check_points
-from kahlergeom.decoders._decoders import check_decoder, evaluate_decoder
+from kahlergeom.decoders._decoders import check_decoder, decode_params, evaluate_decoder
 from kahlergeom.decoders._likelihoods import ComplexGaussian, Likelihood
 from kahlergeom.potentials._base import KahlerPotential
 from kahlergeom.wirtinger._ddbar import _levi
@@ -48,7 +48,7 @@ class KLPotential(KahlerPotential):
         super().__init__(z0.shape[-1])
 
     def _params(self, z):
-        return self.likelihood.params(self.decoder(z))
+        return decode_params(self.decoder, self.likelihood, z)
 
     def __call__(self, z):
         return self.likelihood.kl(self.params0, self._params(z))
