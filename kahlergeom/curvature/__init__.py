@@ -5,5 +5,27 @@ from kahlergeom.curvature._connection import (
     levi_civita_christoffel,
     real_metric_fn,
 )
+from kahlergeom.curvature._curvature import (
+    NotKahlerError,
+    bisectional_curvature,
+    christoffel,
+    holomorphic_sectional_curvature,
+    ricci,
+    riemann,
+    riemannian_sectional_curvature,
+    scalar_curvature,
+)
 
-__all__ = ["kahler_christoffel", "levi_civita_christoffel", "real_metric_fn"]
+__all__ = [
+    "NotKahlerError",
+    "bisectional_curvature",
+    "christoffel",
+    "holomorphic_sectional_curvature",
+    "kahler_christoffel",
+    "levi_civita_christoffel",
+    "real_metric_fn",
+    "ricci",
+    "riemann",
+    "riemannian_sectional_curvature",
+    "scalar_curvature",
+]
