@@ -1,0 +1,39 @@
+"""Smoke test of the benchmark scripts: they run, check their methods agree, and print a table."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH_DDBAR = ROOT / "benchmarks" / "bench_ddbar.py"
+
+
+@pytest.mark.slow
+def test_bench_ddbar_quick(tmp_path):
+    out = tmp_path / "ddbar.md"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH_DDBAR), "--quick", "--device", "cpu", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    header = [line for line in lines if line.startswith("| potential")]
+    assert len(header) == 1, proc.stdout
+    rows = [line for line in lines if line.startswith("| fubini-study")]
+    assert rows, proc.stdout
+    # Every row has the 12 columns of the table, with the ratio columns filled in.
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert len(cells) == 12, row
+        assert cells[6].rstrip("*").endswith("×") and cells[7].endswith("×"), row
+    assert "extrapolated" in proc.stdout  # --quick exercises the subset-and-extrapolate path
+    assert "peak memory:" in proc.stdout
+    assert out.read_text(encoding="utf-8").strip() == proc.stdout.strip()
