@@ -99,7 +99,10 @@ def lse_levi(
 
 
 def check_temperature(temperature) -> float:
-    t = float(temperature)
+    try:
+        t = float(temperature)
+    except (TypeError, ValueError):
+        raise ValueError(f"temperature must be a finite number > 0; got {temperature!r}.") from None
     if not t > 0 or t != t or t == float("inf"):
         raise ValueError(f"temperature must be a finite number > 0; got {temperature!r}.")
     return t

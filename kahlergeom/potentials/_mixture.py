@@ -135,7 +135,8 @@ class GaussianMixturePotential(KahlerPotential):
         P = self.precisions.to(device=z.device, dtype=z.dtype)
         d = z.unsqueeze(-2) - means
         Pd = torch.einsum("jab,...jb->...ja", P, d)
-        logw = torch.log(self.weights_).to(device=z.device, dtype=z.real.dtype)
+        # log in z's precision: float32 weights must not cost float64 points their accuracy.
+        logw = torch.log(self.weights_.to(device=z.device, dtype=z.real.dtype))
         return (d.conj() * Pd).sum(-1).real + logw, Pd
 
     def __call__(self, z):

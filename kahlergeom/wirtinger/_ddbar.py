@@ -122,6 +122,8 @@ def _levi(f: Callable, z: torch.Tensor, chunk_size: int | None = None) -> torch.
     """
     n = z.shape[-1]
     zf, batch = _flatten(z)
+    if zf.shape[0] == 0:  # an empty batch (vmap cannot trace complex views on it)
+        return z.new_zeros(*batch, n, n)
     fr = _real_scalar(f, n)
     u = to_real(zf)
     try:
@@ -140,6 +142,8 @@ def _partial(f: Callable, z: torch.Tensor, chunk_size: int | None = None) -> tor
     """
     n = z.shape[-1]
     zf, batch = _flatten(z)
+    if zf.shape[0] == 0:
+        return z.new_zeros(*batch, n)
     fr = _real_scalar(f, n)
     u = to_real(zf)
     try:

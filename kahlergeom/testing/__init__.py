@@ -1,0 +1,63 @@
+"""Testing tools for users of kahlergeom: hypothesis strategies and contract checks.
+
+Strategies (need ``hypothesis``; the checks do not): `points`, `hermitian_pd_matrices`,
+`unitary_matrices`, `psh_potentials` (random plurisubharmonic potentials), `complex_arrays`.
+Contract checks (raise ``AssertionError`` naming the failing point): `assert_hermitian`,
+`assert_psh`, `assert_kahler`, `assert_batch_consistent`.
+
+Example:
+    >>> import torch, kahlergeom as kg
+    >>> from kahlergeom.testing import assert_kahler, assert_psh
+    >>> z = torch.randn(4, 2, dtype=torch.complex128)
+    >>> assert_psh(kg.potentials.FubiniStudy(2), z)
+    >>> assert_kahler(kg.potentials.FubiniStudy(2), z)
+"""
+
+from kahlergeom.testing._asserts import (
+    assert_batch_consistent,
+    assert_hermitian,
+    assert_kahler,
+    assert_psh,
+    default_tolerance,
+)
+
+try:
+    from kahlergeom.testing._strategies import (
+        AffineLogNorm,
+        AffineSquaredNorm,
+        PotentialSum,
+        complex_arrays,
+        hermitian_pd_matrices,
+        points,
+        psh_potentials,
+        unitary_matrices,
+    )
+except ImportError as _exc:  # hypothesis is optional: the contract checks work without it
+    if getattr(_exc, "name", None) != "hypothesis" and "hypothesis" not in str(_exc):
+        raise
+    _MISSING = str(_exc)
+
+    def __getattr__(name):
+        if name in __all__:
+            raise ImportError(
+                f"kahlergeom.testing.{name} needs hypothesis ({_MISSING}); "
+                "install it with `pip install hypothesis` (or the `test` extra)."
+            )
+        raise AttributeError(f"module 'kahlergeom.testing' has no attribute {name!r}")
+
+
+__all__ = [
+    "AffineLogNorm",
+    "AffineSquaredNorm",
+    "PotentialSum",
+    "assert_batch_consistent",
+    "assert_hermitian",
+    "assert_kahler",
+    "assert_psh",
+    "complex_arrays",
+    "default_tolerance",
+    "hermitian_pd_matrices",
+    "points",
+    "psh_potentials",
+    "unitary_matrices",
+]
