@@ -6,7 +6,13 @@ import abc
 
 import torch
 
-from kahlergeom._checks import check_in_domain, check_points, check_same_shape
+from kahlergeom._checks import (
+    check_in_domain,
+    check_points,
+    check_positive_int,
+    check_same_shape,
+)
+from kahlergeom.curvature import _curvature as _curv
 from kahlergeom.potentials._base import KahlerPotential
 from kahlergeom.wirtinger._ddbar import _levi, closedness_residual
 
@@ -53,8 +59,10 @@ class HermitianManifold(abc.ABC):
     domain_description: str = "all of C^n"
 
     def __init__(self, n: int, *, chunk_size: int | None = None):
-        self.n = n
-        self.chunk_size = chunk_size
+        self.n = check_positive_int(n, "n")
+        self.chunk_size = (
+            None if chunk_size is None else check_positive_int(chunk_size, "chunk_size")
+        )
 
     # -- to implement -------------------------------------------------------------------
     @abc.abstractmethod
@@ -74,7 +82,10 @@ class HermitianManifold(abc.ABC):
 
     # -- metric ---------------------------------------------------------------------------
     def metric(self, z: torch.Tensor) -> torch.Tensor:
-        r"""Metric matrix $G[\ldots, a, b] = g_{a\bar b}(z)$: ``(..., n)`` → ``(..., n, n)`` complex."""
+        r"""Metric matrix $G[\ldots, a, b] = g_{a\bar b}(z)$.
+
+        Shapes: ``(..., n)`` → ``(..., n, n)`` complex.
+        """
         return self._metric(self.check_point(z))
 
     def real_metric(self, z: torch.Tensor) -> torch.Tensor:
@@ -82,7 +93,7 @@ class HermitianManifold(abc.ABC):
         return real_metric(self.metric(z))
 
     def inner(self, z: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        r"""Hermitian inner product $h(u, v) = \sum_{ab} g_{a\bar b}\, u_a \bar v_b$, complex ``(...)``.
+        r"""Hermitian inner product $h(u, v) = \sum_{ab} g_{a\bar b}\, u_a \bar v_b$, ``(...)``.
 
         Linear in ``u``, antilinear in ``v``; $\mathrm{Re}\,h$ is the Riemannian inner product of
         the real vectors (Re, Im).
@@ -94,6 +105,7 @@ class HermitianManifold(abc.ABC):
 
     def norm(self, z: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         r"""Length $\sqrt{h(v, v)}$ of tangent vectors ``v`` at ``z``, real ``(...)``."""
+        check_same_shape(self.check_point(z), v, "v")  # name the argument ``v``, not ``u``
         return self.inner(z, v, v).real.clamp_min(0).sqrt()
 
     # -- volume ---------------------------------------------------------------------------
@@ -115,7 +127,8 @@ class HermitianManifold(abc.ABC):
     def volume_density(self, z: torch.Tensor) -> torch.Tensor:
         r"""Riemannian volume density $\det G(z)$ w.r.t. Lebesgue measure on $\mathbb R^{2n}$.
 
-        Real ``(...)``. (The real metric has $\det G_R = (\det G)^2$, so $\sqrt{\det G_R} = \det G$.)
+        Real ``(...)``. (The real metric has $\det G_R = (\det G)^2$, so
+        $\sqrt{\det G_R} = \det G$.)
         Computed as ``exp(log_volume_density)`` where G is positive definite, else as the real
         determinant (which may be ≤ 0 for an indefinite form).
         """
@@ -147,15 +160,179 @@ class HermitianManifold(abc.ABC):
         return lam > tol if strict else lam >= -tol
 
     def closedness_residual(self, z: torch.Tensor, *, relative: bool = True) -> torch.Tensor:
-        r"""Kähler-closedness residual $\max_{abc}|\partial_c g_{a\bar b} - \partial_a g_{c\bar b}|$.
+        r"""Kähler-closedness residual $\max|\partial_c g_{a\bar b} - \partial_a g_{c\bar b}|$.
 
         Real ``(...)``; relative to $\max|\partial g|$ by default. Zero (to rounding) for
         a Kähler metric; measures how far a pointwise metric field is from one.
         """
         self.check_point(z)
-        return closedness_residual(
-            self._metric, z, relative=relative, chunk_size=self.chunk_size
-        )
+        return closedness_residual(self._metric, z, relative=relative, chunk_size=self.chunk_size)
+
+    # -- curvature (kahlergeom.curvature; Kähler formulas need is_kahler) -----------------
+    def christoffel(self, z: torch.Tensor) -> torch.Tensor:
+        r"""Kähler Christoffel symbols ``Γ[..., l, a, b]``, shape ``(..., n, n, n)``.
+
+        $\Gamma^l_{ab} = \sum_m g^{l\bar m}\partial_a g_{b\bar m}$. Raises `NotKahlerError` (a
+        ValueError) when ``is_kahler`` is False: the Kähler formulas do not give the
+        Levi-Civita connection of a non-closed metric
+        (`kahlergeom.curvature.levi_civita_christoffel` does, in real coordinates).
+        """
+        _curv.require_kahler(self, "christoffel")
+        return _curv.christoffel(self._metric, self.check_point(z), self.chunk_size)
+
+    def riemann(self, z: torch.Tensor) -> torch.Tensor:
+        r"""Curvature tensor ``R[..., a, b, c, d]`` $= R_{a\bar b c\bar d}$, ``(..., n, n, n, n)``.
+
+        $R_{a\bar b c\bar d} = -\partial_c\bar\partial_d g_{a\bar b} + \sum_{m,k} g^{m\bar k}
+        (\partial_c g_{a\bar k})(\bar\partial_d g_{m\bar b})$ (see
+        `kahlergeom.curvature.riemann`). Kähler only: raises `NotKahlerError` otherwise.
+        """
+        _curv.require_kahler(self, "riemann")
+        return _curv.riemann(self._metric, self.check_point(z), self.chunk_size)
+
+    def ricci(self, z: torch.Tensor) -> torch.Tensor:
+        r"""Ricci form ``Ric[..., a, b]`` $= -\partial_a\bar\partial_b\log\det G$, ``(..., n, n)``.
+
+        Kähler only (raises `NotKahlerError` otherwise); Fubini–Study gives $(n+1)G$.
+        """
+        _curv.require_kahler(self, "ricci")
+        return _curv.ricci(self._metric, self.check_point(z), self.chunk_size)
+
+    def scalar_curvature(self, z: torch.Tensor) -> torch.Tensor:
+        r"""Scalar curvature $s = \mathrm{tr}(G^{-1}\mathrm{Ric})$, real ``(...)``.
+
+        $s = \sum g^{a\bar b} \mathrm{Ric}_{a\bar b}$; $n(n+1)$ on Fubini–Study (the scalar
+        curvature of $G_R$ is $4s$).
+        Kähler only (raises `NotKahlerError` otherwise).
+        """
+        _curv.require_kahler(self, "scalar_curvature")
+        return _curv.scalar_curvature(self._metric, self.check_point(z), self.chunk_size)
+
+    def holomorphic_sectional_curvature(self, z: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        r"""$H(v) = R(v, \bar v, v, \bar v) / h(v, v)^2$ for nonzero ``v``, real ``(...)``.
+
+        Contracted without the 4-index tensor. 2 on Fubini–Study, −2 on the ball; the real
+        plane span{v, iv} has sectional curvature $2H(v)$. Kähler only (raises
+        `NotKahlerError` otherwise; `riemannian_sectional_curvature` works for any metric).
+        """
+        _curv.require_kahler(self, "holomorphic_sectional_curvature")
+        self.check_point(z)
+        check_same_shape(z, v, "v")
+        _curv.check_nonzero(v, "v")
+        return _curv.holomorphic_sectional_curvature(self._metric, z, v, self.chunk_size)
+
+    def bisectional_curvature(
+        self, z: torch.Tensor, u: torch.Tensor, v: torch.Tensor
+    ) -> torch.Tensor:
+        r"""Bisectional curvature $B(u, v) = R(u, \bar u, v, \bar v) / (h(u, u)\, h(v, v))$.
+
+        Real ``(...)``, for nonzero u, v. Contracted without the 4-index tensor; in [1, 2] on
+        Fubini–Study. Kähler only (raises
+        `NotKahlerError` otherwise).
+        """
+        _curv.require_kahler(self, "bisectional_curvature")
+        self.check_point(z)
+        check_same_shape(z, u, "u")
+        check_same_shape(z, v, "v")
+        _curv.check_nonzero(u, "u")
+        _curv.check_nonzero(v, "v")
+        return _curv.bisectional_curvature(self._metric, z, u, v, self.chunk_size)
+
+    def riemannian_sectional_curvature(
+        self, z: torch.Tensor, u: torch.Tensor, v: torch.Tensor
+    ) -> torch.Tensor:
+        r"""Sectional curvature of the real metric $G_R$ on the real plane span{u, v}.
+
+        u and v are tangent vectors ``(..., n)`` read as real vectors (Re, Im); they must be
+        linearly independent over R. Uses the Levi-Civita connection of $G_R$, so it holds for
+        any Hermitian metric, Kähler or not. For a Kähler metric, $K(v, iv) = 2H(v)$.
+        """
+        G = self.metric(z)
+        check_same_shape(z, u, "u")
+        check_same_shape(z, v, "v")
+        _curv.check_independent(u, v, G)
+        return _curv.riemannian_sectional_curvature(self._metric, z, u, v, self.chunk_size)
+
+    # -- geodesics (kahlergeom.geodesics) -------------------------------------------------------
+    @property
+    def connection(self) -> str:
+        """Connection used for geodesics: ``"kahler"`` if ``is_kahler``, else ``"levi-civita"``."""
+        return "kahler" if self.is_kahler else "levi-civita"
+
+    def exp(self, z: torch.Tensor, v: torch.Tensor, *, integrator=None) -> torch.Tensor:
+        r"""Exponential map $\exp_z(v)$: the geodesic from z with velocity v at t = 1.
+
+        ``(..., n)`` points and tangent vectors (broadcast) → ``(..., n)``. Adaptive
+        Dormand–Prince integration (`kahlergeom.geodesics.Dopri5`) of the geodesic equation
+        of `connection`. Where a trajectory leaves the domain or its step underflows, the
+        output is NaN and a `GeodesicWarning` is emitted (`kahlergeom.geodesics.exp` returns
+        the per-trajectory status instead).
+        """
+        from kahlergeom.geodesics import _api
+
+        r = _api.exp(self, z, v, integrator=integrator)
+        _api.warn_failures(r.success, "exp", f"Outcomes: {r.reasons}. ")
+        return _api.nan_where(r.point, r.success)
+
+    def log(self, z: torch.Tensor, w: torch.Tensor, *, solver=None) -> torch.Tensor:
+        r"""Logarithm map: the initial velocity v of the shortest geodesic found, $\exp_z(v) = w$.
+
+        ``(..., n)`` → ``(..., n)``. Solver: `kahlergeom.geodesics.EnergyMinimisation` by
+        default (several initial curves, shortest converged candidate). NaN and a
+        `GeodesicWarning` where no candidate converged.
+        """
+        from kahlergeom.geodesics import _api
+
+        r = _api.solve_log(self, z, w, solver=solver)
+        _api.warn_failures(r.converged, "log")
+        return _api.nan_where(r.velocity, r.converged)
+
+    def dist(self, z: torch.Tensor, w: torch.Tensor, *, solver=None) -> torch.Tensor:
+        r"""Geodesic distance: the minimum length $|v|_{G(z)}$ over the converged candidates.
+
+        Real ``(...)``. NaN and a `GeodesicWarning` where the solver did not converge (never a
+        length that was not verified by an adaptive endpoint check).
+        """
+        from kahlergeom.geodesics import _api
+
+        r = _api.solve_log(self, z, w, solver=solver)
+        _api.warn_failures(r.converged, "dist")
+        return _api.nan_where(r.length, r.converged)
+
+    def geodesic(
+        self, z: torch.Tensor, w: torch.Tensor, n_points: int, *, solver=None, integrator=None
+    ) -> torch.Tensor:
+        r"""Points of the geodesic from z to w at ``n_points`` equally spaced times in [0, 1].
+
+        ``(..., n)`` → ``(..., n_points, n)`` (first point z, last ≈ w). NaN and a
+        `GeodesicWarning` where the boundary solve or the integration failed.
+        """
+        from kahlergeom.geodesics import _api
+
+        r = _api.solve_log(self, z, w, solver=solver)
+        v = torch.where(r.converged[..., None], r.velocity, torch.zeros_like(r.velocity))
+        pts, e = _api.sample_geodesic(self, z, v, n_points, integrator=integrator)
+        ok = r.converged & e.success
+        _api.warn_failures(ok, "geodesic")
+        return _api.nan_where(pts, ok)
+
+    def parallel_transport(
+        self, z: torch.Tensor, w: torch.Tensor, v: torch.Tensor, *, solver=None, integrator=None
+    ) -> torch.Tensor:
+        r"""Parallel transport of the tangent vector v at z to w along the geodesic from z to w.
+
+        ``(..., n)`` → ``(..., n)``. Kähler: $\dot V_l + \Gamma^l_{ab}\dot z_a V_b = 0$. Preserves
+        $h(V, V)$ and $h(V, \dot z)$. NaN and a `GeodesicWarning` where a solve failed. To
+        transport along $t \mapsto \exp_z(t u)$ instead, use `kahlergeom.geodesics.transport`.
+        """
+        from kahlergeom.geodesics import _api
+
+        r = _api.solve_log(self, z, w, solver=solver)
+        u = torch.where(r.converged[..., None], r.velocity, torch.zeros_like(r.velocity))
+        e = _api.transport(self, z, u, v, integrator=integrator)
+        ok = r.converged & e.success
+        _api.warn_failures(ok, "parallel_transport")
+        return _api.nan_where(e.transported, ok)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(n={self.n})"
@@ -178,6 +355,11 @@ class KahlerManifold(HermitianManifold):
     is_kahler = True
 
     def __init__(self, potential: KahlerPotential, *, chunk_size: int | None = None):
+        if isinstance(potential, type) and issubclass(potential, KahlerPotential):
+            raise ValueError(
+                f"potential must be a KahlerPotential instance; got the class "
+                f"{potential.__name__}. Instantiate it, e.g. {potential.__name__}(n)."
+            )
         if not isinstance(potential, KahlerPotential):
             raise ValueError(
                 "potential must be a kahlergeom.potentials.KahlerPotential; got "

@@ -1,0 +1,94 @@
+r"""The geodesic and parallel-transport equations as a real first-order system.
+
+State layout (both connections): ``y = (x, y, Re ż, Im ż[, Re V, Im V])``, i.e.
+``(to_real(z), to_real(ż)[, to_real(V)])`` of size ``4n`` (``6n`` with a transported vector).
+
+* Kähler connection (``manifold.is_kahler``), holomorphic coordinates:
+  $\ddot z_l = -\sum_{ab}\Gamma^l_{ab}\,\dot z_a \dot z_b$ and
+  $\dot V_l = -\sum_{ab}\Gamma^l_{ab}\,\dot z_a V_b$, with $\Gamma$ from `kahler_christoffel`.
+* Levi-Civita connection of $G_R$ (any Hermitian metric), real coordinates u = (x, y):
+  $\ddot u_k = -\sum_{ij}\Gamma^k_{ij}\dot u_i \dot u_j$ and
+  $\dot V_k = -\sum_{ij}\Gamma^k_{ij}\dot u_i V_j$, with $\Gamma$ from `levi_civita_christoffel`.
+
+For a Kähler metric the two agree (the Levi-Civita connection of $G_R$ is the Kähler one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch.func import grad, jvp
+
+from kahlergeom.curvature._connection import real_metric_fn
+from kahlergeom.wirtinger._ddbar import from_real, to_real
+
+KAHLER = "kahler"
+LEVI_CIVITA = "levi-civita"
+
+
+def connection_of(manifold) -> str:
+    """``"kahler"`` when ``manifold.is_kahler``, else ``"levi-civita"``."""
+    return KAHLER if manifold.is_kahler else LEVI_CIVITA
+
+
+def holomorphic_derivative(metric_fn: Callable, z: torch.Tensor, zd: torch.Tensor):
+    r"""``(G, D)`` with $D[..., b, m] = \sum_a \dot z_a\,\partial_a g_{b\bar m}$.
+
+    One ``torch.func.jvp`` with the two real directions ż and iż stacked on a new leading
+    axis: $\sum_a \dot z_a \partial_a G = \tfrac12(dG[\dot z] - i\, dG[i\dot z])$.
+    """
+    G2, dG2 = jvp(metric_fn, (torch.stack([z, z]),), (torch.stack([zd, 1j * zd]),))
+    return G2[0], 0.5 * (dG2[0] - 1j * dG2[1])
+
+
+def geodesic_rhs(manifold, transport: bool = False) -> Callable:
+    r"""Right-hand side ``y ↦ ẏ`` of the geodesic (and transport) system, ``(..., 4n|6n)``.
+
+    Unchecked and traceable by ``torch.func`` (the connection choice is a static branch).
+    The Christoffel contractions are computed without forming Γ: Kähler,
+    $\sum_{ab}\Gamma^l_{ab}\dot z_a X_b = [G^{-T} D^\top X]_l$ with $D$ from
+    `holomorphic_derivative` (one jvp instead of the 2n of `kahler_christoffel`);
+    Levi-Civita, $\Gamma^k_{ij}\dot u_i X_j = \tfrac12 [G_R^{-1}(dG_R[\dot u]X
+    + dG_R[X]\dot u - \nabla_u(\dot u^\top G_R X))]_k$.
+    """
+    n = manifold.n
+    metric_fn = manifold._metric
+    kahler = manifold.is_kahler
+    gr_fn = real_metric_fn(metric_fn)
+
+    def f(y: torch.Tensor) -> torch.Tensor:
+        ud = y[..., 2 * n : 4 * n]
+        if kahler:
+            z, zd = from_real(y[..., : 2 * n]), from_real(ud)
+            G, D = holomorphic_derivative(metric_fn, z, zd)
+            rhs = [torch.einsum("...bm,...b->...m", D, zd)]
+            if transport:
+                rhs.append(torch.einsum("...bm,...b->...m", D, from_real(y[..., 4 * n :])))
+            sol = torch.linalg.solve_ex(G.transpose(-1, -2), torch.stack(rhs, -1))[0]
+            parts = [ud] + [to_real(-sol[..., k]) for k in range(len(rhs))]
+        else:
+            u = y[..., : 2 * n]
+            GR, dGu = jvp(gr_fn, (u,), (ud,))
+
+            def grad_form(a, b):  # ∇_u (aᵀ G_R(u) b), per batch entry
+                return grad(lambda uu: torch.einsum("...i,...ij,...j->", a, gr_fn(uu), b))(u)
+
+            rhs = [torch.einsum("...ij,...j->...i", dGu, ud) - 0.5 * grad_form(ud, ud)]
+            if transport:
+                X = y[..., 4 * n :]
+                dGX = jvp(gr_fn, (u,), (X,))[1]
+                tr = torch.einsum("...ij,...j->...i", dGu, X)
+                tr = tr + torch.einsum("...ij,...j->...i", dGX, ud) - grad_form(ud, X)
+                rhs.append(0.5 * tr)
+            sol = torch.linalg.solve_ex(GR, torch.stack(rhs, -1))[0]
+            parts = [ud] + [-sol[..., k] for k in range(len(rhs))]
+        return torch.cat(parts, -1)
+
+    return f
+
+
+def inside_fn(manifold) -> Callable:
+    """``y ↦ manifold.contains(z)`` for states ``(B, 4n|6n)``, bool ``(B,)``."""
+    n = manifold.n
+    return lambda y: manifold.contains(from_real(y[..., : 2 * n]))
