@@ -1,0 +1,46 @@
+r"""Cheap stand-ins for the exact Fisher metric of a decoder, and how to measure them.
+
+* `from_posteriors`, `from_anchors`: the log-sum-exp (LSE) surrogate potential of MATH.md §6,
+  a `GaussianMixturePotential` whose Levi matrix is a closed form (no decoder at query time),
+  built from encoder posteriors $\mathcal{CN}(m_j, \Gamma_j)$ or from exact metrics at anchors.
+* `reduce_components`: k-means or random subsampling to m components.
+* `choose_temperature`: τ on a log grid by held-out median relative Frobenius error.
+* Baselines `NearestAnchorManifold` (piecewise constant) and `KernelAnchorManifold` (smooth
+  kernel average of the anchor metrics).
+* `compare_metrics`: median relative Frobenius error, Spearman of log det, PSD rate.
+
+Surrogates are approximations whose fidelity is an empirical question: measure it with
+`compare_metrics` against `kahlergeom.FisherManifold` (see docs/decoder-geometry.md).
+"""
+
+from kahlergeom.surrogates._anchors import KernelAnchorManifold, NearestAnchorManifold
+from kahlergeom.surrogates._build import (
+    DEFAULT_TEMPERATURES,
+    TemperatureChoice,
+    choose_temperature,
+    from_anchors,
+    from_posteriors,
+)
+from kahlergeom.surrogates._fidelity import (
+    Fidelity,
+    compare_metrics,
+    relative_frobenius_error,
+    spearman,
+)
+from kahlergeom.surrogates._reduce import Reduction, reduce_components
+
+__all__ = [
+    "DEFAULT_TEMPERATURES",
+    "Fidelity",
+    "KernelAnchorManifold",
+    "NearestAnchorManifold",
+    "Reduction",
+    "TemperatureChoice",
+    "choose_temperature",
+    "compare_metrics",
+    "from_anchors",
+    "from_posteriors",
+    "reduce_components",
+    "relative_frobenius_error",
+    "spearman",
+]
