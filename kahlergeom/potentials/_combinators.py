@@ -91,8 +91,10 @@ def lse_levi(
     $\sum_j \pi_j \partial\bar\partial\psi_j$ complex ``(..., n, n)`` → ``(..., n, n)``.
     """
     pi = weights.to(grads.dtype)
-    second = torch.einsum("...j,...ja,...jb->...ab", pi, grads, grads.conj())
-    gbar = torch.einsum("...j,...ja->...a", pi, grads)
+    weighted = grads * pi.unsqueeze(-1)  # π_j g_j, (..., m, n)
+    # Σ_j π_j g_j g_jᴴ as one batched GEMM (no (..., m, n, n) intermediate).
+    second = weighted.transpose(-1, -2) @ grads.conj()
+    gbar = weighted.sum(-2)
     cov = second - gbar.unsqueeze(-1) * gbar.conj().unsqueeze(-2)
     G = mean_levi + cov / temperature
     return 0.5 * (G + G.mH)

@@ -157,7 +157,8 @@ class GaussianMixturePotential(KahlerPotential):
         scores, Pd = self._parts(z)
         pi = torch.softmax(scores / self.temperature, -1)
         P_T = self.precisions.to(device=z.device, dtype=z.dtype).transpose(-1, -2)
-        mean_levi = torch.einsum("...j,jab->...ab", pi.to(z.dtype), P_T)
+        n = self.n
+        mean_levi = (pi.to(z.dtype) @ P_T.reshape(-1, n * n)).reshape(*pi.shape[:-1], n, n)
         return lse_levi(pi, Pd.conj(), mean_levi, self.temperature)
 
     def __repr__(self):

@@ -16,7 +16,13 @@ from kahlergeom.vae._model import (
     Posterior,
     complex_normal,
 )
-from kahlergeom.vae._train import GeometricRegulariser, TrainConfig, Trainer, TrainHistory
+from kahlergeom.vae._train import (
+    GeometricRegulariser,
+    TrainConfig,
+    Trainer,
+    TrainHistory,
+    load_model,
+)
 
 __all__ = [
     "ACTIVATIONS",
@@ -35,4 +41,5 @@ __all__ = [
     "ZReLU",
     "complex_mlp",
     "complex_normal",
+    "load_model",
 ]

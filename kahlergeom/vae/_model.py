@@ -187,6 +187,18 @@ class ComplexVAE(nn.Module):
             raise ValueError(f"dtype must be torch.complex64 or torch.complex128; got {dtype}.")
         hidden = tuple(int(h) for h in hidden)
         self.data_dim, self.latent_dim, self.dtype = data_dim, latent_dim, dtype
+        #: Constructor arguments (plain types), saved in checkpoints; see `from_config`.
+        self.config = {
+            "data_dim": data_dim,
+            "latent_dim": latent_dim,
+            "hidden": list(hidden),
+            "encoder_activation": encoder_activation,
+            "decoder_activation": decoder_activation,
+            "covariance": covariance,
+            "decoder_variance": decoder_variance,
+            "min_variance": float(min_variance),
+            "dtype": str(dtype).removeprefix("torch."),
+        }
         self.encoder = ComplexEncoder(
             data_dim, latent_dim, hidden, encoder_activation, covariance, dtype
         )
@@ -200,6 +212,15 @@ class ComplexVAE(nn.Module):
             min_variance,
         )
         self.likelihood = ComplexGaussian()
+
+    @classmethod
+    def from_config(cls, config: dict) -> ComplexVAE:
+        """Rebuild a model (untrained) from its `config` dictionary."""
+        cfg = dict(config)
+        dtype = getattr(torch, cfg.pop("dtype"))
+        return cls(
+            cfg.pop("data_dim"), cfg.pop("latent_dim"), tuple(cfg.pop("hidden")), dtype=dtype, **cfg
+        )
 
     def check_data(self, x, name: str = "x") -> torch.Tensor:
         if not isinstance(x, torch.Tensor) or x.dtype != self.dtype:

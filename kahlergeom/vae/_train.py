@@ -103,6 +103,21 @@ class TrainHistory:
     regulariser: list[float] = field(default_factory=list)
 
 
+def load_model(path: str) -> ComplexVAE:
+    """Rebuild a trained `ComplexVAE` from a checkpoint written by `Trainer` (eval mode)."""
+    if not os.path.isfile(path):
+        raise ValueError(f"path: no checkpoint at {path!r}.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model = ComplexVAE.from_config(state["model_config"])
+        model.load_state_dict(state["model"])
+    except ValueError:
+        raise
+    except Exception as exc:
+        raise ValueError(f"path: {path!r} is not a readable kahlergeom checkpoint: {exc}") from exc
+    return model.eval()
+
+
 def _atomic_save(obj, path: str) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
@@ -134,6 +149,7 @@ class Trainer:
     def state_dict(self) -> dict:
         return {
             "model": self.model.state_dict(),
+            "model_config": self.model.config,
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
             "epoch": self.epoch,

@@ -1,0 +1,245 @@
+"""Command line: ``kahlergeom {demo,train,geometry,sample,bench}``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers; got {text!r}"
+        ) from None
+
+
+def _add_model_args(p):
+    p.add_argument(
+        "--data", default=None, help="'digits' (default), a .npz path, or idx:IMAGES[,LABELS]"
+    )
+    p.add_argument("--transform", default="identity", choices=["identity", "fft"])
+    p.add_argument("--latent-dim", type=int, default=1)
+    p.add_argument("--hidden", type=_ints, default=(64,))
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+
+
+def _cmd_demo(a):
+    from kahlergeom.demo import DemoConfig, run_demo
+
+    cfg = DemoConfig(
+        out=a.out,
+        data=a.data,
+        transform=a.transform,
+        seeds=a.seeds,
+        latent_dim=a.latent_dim,
+        hidden=a.hidden,
+        epochs=a.epochs,
+        batch_size=a.batch_size,
+        lr=a.lr,
+        reg_weight=a.reg_weight,
+        reg_kind=a.reg_kind,
+        n_pairs=a.pairs,
+        n_samples=a.samples,
+        progress=not a.quiet,
+        figures=not a.no_figures,
+        threads=a.threads,
+    )
+    if a.quick:
+        cfg.seeds, cfg.epochs, cfg.n_pairs, cfg.n_samples = cfg.seeds[:2] or (0, 1), 3, 3, 64
+    run_demo(cfg)
+    return 0
+
+
+def _cmd_train(a):
+    import torch
+
+    from kahlergeom.data import load_dataset, to_complex
+    from kahlergeom.vae import ComplexVAE, GeometricRegulariser, TrainConfig, Trainer
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    data = load_dataset(a.data)
+    x = to_complex(data.images, a.transform, torch.complex128)
+    torch.manual_seed(a.seed)
+    model = ComplexVAE(x.shape[1], a.latent_dim, a.hidden, dtype=torch.complex128)
+    reg = GeometricRegulariser(weight=a.reg_weight, kind=a.reg_kind) if a.reg_weight > 0 else None
+    cfg = TrainConfig(
+        epochs=a.epochs,
+        batch_size=a.batch_size,
+        lr=a.lr,
+        seed=a.seed,
+        regulariser=reg,
+        checkpoint_path=a.checkpoint,
+        progress=not a.quiet,
+    )
+    hist = Trainer(model, x, cfg).fit(resume=not a.restart)
+    print(f"trained {cfg.epochs} epochs; final ELBO {hist.elbo[-1]:.3f}; checkpoint {a.checkpoint}")
+    return 0
+
+
+def _load(a):
+    import torch
+
+    from kahlergeom.data import load_dataset, to_complex
+    from kahlergeom.vae import load_model
+
+    model = load_model(a.checkpoint)
+    data = load_dataset(a.data)
+    x = to_complex(data.images, a.transform, model.dtype)
+    if x.shape[1] != model.data_dim:
+        raise ValueError(
+            f"data: images have {x.shape[1]} values but the checkpoint's model expects "
+            f"{model.data_dim}; use the data it was trained on."
+        )
+    with torch.no_grad():
+        codes = model.encode(x).mean
+    return model, data, codes
+
+
+def _cmd_geometry(a):
+    import torch
+
+    from kahlergeom.manifolds import FisherManifold
+
+    model, _data, codes = _load(a)
+    z = codes[: a.points]
+    M = FisherManifold(model.decoder, n=model.latent_dim)
+    logdet = M.log_volume_density(z)
+    rows = [
+        ("points", f"{z.shape[0]}"),
+        (
+            "log det G: min / median / max",
+            f"{logdet.min():.3f} / {logdet.median():.3f} / {logdet.max():.3f}",
+        ),
+        ("PSD rate", f"{M.is_psh(z).double().mean():.3f}"),
+        ("holomorphy residual (median)", f"{M.holomorphy_residual(z).median():.3g}"),
+    ]
+    if model.latent_dim > 1:
+        rows.append(("closedness residual (median)", f"{M.closedness_residual(z).median():.3g}"))
+    else:
+        rows.append(("closedness", "n = 1: every Hermitian metric is Kähler"))
+    if M.is_kahler:
+        v = torch.ones_like(z)
+        H = M.holomorphic_sectional_curvature(z, v)
+        rows.append(("holomorphic sectional curvature (median)", f"{H.median():.4g}"))
+    print("| quantity | value |\n|---|---|")
+    for k, v in rows:
+        print(f"| {k} | {v} |")
+    return 0
+
+
+def _cmd_sample(a):
+    import numpy as np
+    import torch
+
+    from kahlergeom.data import from_complex
+    from kahlergeom.manifolds import FisherManifold
+    from kahlergeom.sampling import ComplexNormal, sample_volume
+
+    model, data, _ = _load(a)
+    M = FisherManifold(model.decoder, n=model.latent_dim)
+    res = sample_volume(
+        M,
+        a.n,
+        log_prior=ComplexNormal(model.latent_dim),
+        beta=a.beta,
+        seed=a.seed,
+        progress=not a.quiet,
+    )
+    with torch.no_grad():
+        images = from_complex(
+            model.decoder(res.samples.to(model.dtype))[0], data.shape, a.transform
+        )
+    np.savez(a.out, latents=res.samples.numpy(), images=images.numpy())
+    acc = float(torch.as_tensor(res.acceptance_rate).mean())
+    ess = float(torch.as_tensor(res.ess).min())
+    print(f"wrote {a.n} samples to {a.out}; acceptance {acc:.3f}, min ESS {ess:.1f}")
+    return 0
+
+
+def _cmd_bench(a):
+    here = os.path.abspath(a.dir)
+    if not os.path.isdir(here):
+        raise ValueError(f"--dir: no benchmarks folder at {here!r} (run from the repository root).")
+    scripts = sorted(f for f in os.listdir(here) if f.startswith("bench_") and f.endswith(".py"))
+    if a.only:
+        scripts = [s for s in scripts if a.only in s]
+    rc = 0
+    for s in scripts:
+        print(f"== {s}", flush=True)
+        cmd = [sys.executable, os.path.join(here, s)] + (["--quick"] if a.quick else [])
+        rc |= subprocess.call(cmd)
+    return rc
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kahlergeom", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="the main job: train, geometry, sampling, report")
+    _add_model_args(p)
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--seeds", type=_ints, default=(0, 1, 2))
+    p.add_argument("--reg-weight", type=float, default=0.05)
+    p.add_argument("--reg-kind", default="variance", choices=["variance", "magnitude"])
+    p.add_argument("--pairs", type=int, default=8)
+    p.add_argument("--samples", type=int, default=256)
+    p.add_argument("--quick", action="store_true", help="tiny smoke run (2 seeds, 3 epochs)")
+    p.add_argument("--no-figures", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("train", help="train a complex VAE and write a checkpoint")
+    _add_model_args(p)
+    p.add_argument("--checkpoint", default="runs/train/model.pt")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--reg-weight", type=float, default=0.0)
+    p.add_argument("--reg-kind", default="variance", choices=["variance", "magnitude"])
+    p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_train)
+
+    for name, func, helptext in (
+        ("geometry", _cmd_geometry, "metric, volume and curvature summary of a trained decoder"),
+        ("sample", _cmd_sample, "volume-weighted samples from a trained decoder"),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("checkpoint")
+        p.add_argument("--data", default=None)
+        p.add_argument("--transform", default="identity", choices=["identity", "fft"])
+        p.add_argument("--quiet", action="store_true")
+        if name == "geometry":
+            p.add_argument("--points", type=int, default=200)
+        else:
+            p.add_argument("--n", type=int, default=256)
+            p.add_argument("--beta", type=float, default=1.0)
+            p.add_argument("--seed", type=int, default=0)
+            p.add_argument("--out", default="samples.npz")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("bench", help="run the benchmark scripts in benchmarks/")
+    p.add_argument("--dir", default="benchmarks")
+    p.add_argument("--only", default=None, help="substring of the script name")
+    p.add_argument("--quick", action="store_true")
+    p.set_defaults(func=_cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ValueError as exc:
+        print(f"kahlergeom {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
