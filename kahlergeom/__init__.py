@@ -1,14 +1,48 @@
 """kahlergeom: Kähler geometry of complex latent spaces.
 
-Layers (imports go one way): ``wirtinger`` ← ``potentials`` ← ``manifolds``; ``symbolic``
-(sympy oracles) and ``testing`` (checks for users) sit beside them. See DESIGN.md.
+Layers (imports go one way): ``wirtinger`` ← ``decoders`` ← ``potentials`` ← ``manifolds`` ←
+{``curvature``, ``geodesics``, ``volume``, ``surrogates``} ← ``sampling`` ← ``vae`` ←
+``evaluation``/``demo``/``cli``; ``symbolic`` (sympy oracles) and ``testing`` (checks for
+users) sit beside them. See DESIGN.md.
+
+The core names are imported eagerly; the heavier subpackages load on first attribute access
+(``kahlergeom.sampling``, ``kahlergeom.symbolic``, ...), so ``import kahlergeom`` stays light.
 """
+
+import importlib
 
 from kahlergeom import decoders, potentials, wirtinger
 from kahlergeom.manifolds import FisherManifold, HermitianManifold, KahlerManifold
 from kahlergeom.wirtinger import ddbar
 
 __version__ = "0.1.0"
+
+_LAZY = (
+    "curvature",
+    "data",
+    "demo",
+    "evaluation",
+    "geodesics",
+    "sampling",
+    "surrogates",
+    "symbolic",
+    "testing",
+    "vae",
+    "volume",
+)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        module = importlib.import_module(f"kahlergeom.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'kahlergeom' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))
+
 
 __all__ = [
     "FisherManifold",
@@ -19,4 +53,5 @@ __all__ = [
     "potentials",
     "wirtinger",
     "__version__",
+    *_LAZY,
 ]

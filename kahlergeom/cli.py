@@ -24,10 +24,10 @@ def _add_model_args(p):
     p.add_argument("--transform", default="identity", choices=["identity", "fft"])
     p.add_argument("--latent-dim", type=int, default=1)
     p.add_argument("--hidden", type=_ints, default=(64,))
-    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
 
 
 def _cmd_demo(a):
