@@ -20,6 +20,10 @@ settings.register_profile("dev", max_examples=40, deadline=None)
 settings.register_profile("thorough", max_examples=400, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
+# The tests work on small matrices, where torch's intra-op threads cost more than they save
+# (and, on a shared 2-core runner, much more). Override with KAHLERGEOM_TEST_THREADS.
+torch.set_num_threads(int(os.environ.get("KAHLERGEOM_TEST_THREADS", "1")))
+
 #: One tolerance table per dtype (absolute/relative), used by every numerical test.
 TOL = {
     torch.float64: dict(rtol=1e-10, atol=1e-10),

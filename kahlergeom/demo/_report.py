@@ -24,6 +24,7 @@ ROWS = [
     ("volume_acceptance", "MALA acceptance (volume sampling)"),
     ("volume_min_ess", "min ESS (volume sampling)"),
     ("geodesic_failures", "geodesic solves not converged"),
+    ("geodesic_end_miss", "geodesic end miss |γ(1) − w|/|w − z| (median)"),
     ("train_seconds", "training time (s)"),
 ]
 
