@@ -33,26 +33,26 @@ def _add_model_args(p):
 def _cmd_demo(a):
     from kahlergeom.demo import DemoConfig, run_demo
 
+    # Options left unset take --quick's small presets or DemoConfig's defaults; options given
+    # explicitly always win.
+    presets = dict(seeds=(0, 1), epochs=3, n_pairs=3, n_samples=64) if a.quick else {}
+    given = dict(seeds=a.seeds, epochs=a.epochs, n_pairs=a.pairs, n_samples=a.samples)
+    sized = {k: v if v is not None else presets.get(k) for k, v in given.items()}
     cfg = DemoConfig(
         out=a.out,
         data=a.data,
         transform=a.transform,
-        seeds=a.seeds,
         latent_dim=a.latent_dim,
         hidden=a.hidden,
-        epochs=a.epochs,
         batch_size=a.batch_size,
         lr=a.lr,
         reg_weight=a.reg_weight,
         reg_kind=a.reg_kind,
-        n_pairs=a.pairs,
-        n_samples=a.samples,
         progress=not a.quiet,
         figures=not a.no_figures,
         threads=a.threads,
+        **{k: v for k, v in sized.items() if v is not None},
     )
-    if a.quick:
-        cfg.seeds, cfg.epochs, cfg.n_pairs, cfg.n_samples = cfg.seeds[:2] or (0, 1), 3, 3, 64
     run_demo(cfg)
     return 0
 
@@ -191,10 +191,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reg-kind", default="variance", choices=["variance", "magnitude"])
     p.add_argument("--pairs", type=int, default=8)
     p.add_argument("--samples", type=int, default=256)
-    p.add_argument("--quick", action="store_true", help="tiny smoke run (2 seeds, 3 epochs)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny smoke run (2 seeds, 3 epochs, 3 pairs, 64 samples unless given explicitly)",
+    )
     p.add_argument("--no-figures", action="store_true")
     p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=_cmd_demo)
+    # None = not given: resolved in _cmd_demo (--quick presets, else DemoConfig's defaults).
+    p.set_defaults(func=_cmd_demo, seeds=None, epochs=None, pairs=None, samples=None)
 
     p = sub.add_parser("train", help="train a complex VAE and write a checkpoint")
     _add_model_args(p)

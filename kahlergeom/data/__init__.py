@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import zipfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -114,9 +115,15 @@ def _read_idx(path: str, name: str) -> np.ndarray:
             dtypes = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
             if dtype_code not in dtypes:
                 raise ValueError(f"{name}: {path!r} has unknown IDX type code {dtype_code:#x}.")
-            dims = struct.unpack(f">{ndim}I", fh.read(4 * ndim))
+            dims_bytes = fh.read(4 * ndim)
+            if len(dims_bytes) != 4 * ndim:
+                raise ValueError(
+                    f"{name}: {path!r} is truncated or corrupt: the header announces {ndim} "
+                    f"dimensions but ends after {len(dims_bytes)} of their {4 * ndim} bytes."
+                )
+            dims = struct.unpack(f">{ndim}I", dims_bytes)
             data = np.frombuffer(fh.read(), dtype=dtypes[dtype_code])
-    except OSError as exc:
+    except (OSError, EOFError) as exc:
         raise ValueError(f"{name}: cannot read {path!r}: {exc}") from exc
     expected = int(np.prod(dims)) if dims else 0
     if data.size != expected:
@@ -151,15 +158,19 @@ def load_npz(path: str, images_key: str = "images", labels_key: str | None = "la
     if not os.path.isfile(path):
         raise ValueError(f"path: no such file {path!r}.")
     try:
-        with np.load(path, allow_pickle=False) as f:
-            if images_key not in f.files:
-                raise ValueError(
-                    f"images_key: {path!r} has no array {images_key!r}; it has {f.files}."
-                )
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, EOFError, ValueError) as exc:
+        raise ValueError(f"path: cannot read {path!r} as .npz: {exc}") from exc
+    if not hasattr(archive, "files"):
+        raise ValueError(f"path: {path!r} holds a single array (.npy), not an .npz archive.")
+    with archive as f:
+        if images_key not in f.files:
+            raise ValueError(f"images_key: {path!r} has no array {images_key!r}; it has {f.files}.")
+        try:
             images = np.asarray(f[images_key])
             labels = np.asarray(f[labels_key]) if labels_key and labels_key in f.files else None
-    except (OSError, EOFError) as exc:
-        raise ValueError(f"path: cannot read {path!r} as .npz: {exc}") from exc
+        except (OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:
+            raise ValueError(f"path: cannot read the arrays of {path!r}: {exc}") from exc
     if images.ndim == 2:
         side = int(round(np.sqrt(images.shape[1])))
         if side * side != images.shape[1]:

@@ -159,8 +159,10 @@ class ComplexVAE(nn.Module):
         latent_dim: n, the complex latent dimension.
         hidden: hidden layer widths (encoder; reversed for the decoder).
         encoder_activation / decoder_activation: names from `kahlergeom.vae.ACTIVATIONS`.
-            ``"tanh"`` (holomorphic) makes the decoder mean holomorphic, so with a constant
-            variance its Fisher metric is Kähler.
+            ``"tanh"`` (holomorphic, the default) makes the decoder mean holomorphic, so with a
+            constant variance its Fisher metric is Kähler; but complex tanh has poles on the
+            imaginary axis (at iπ/2 + iπk), where the decoder and det G blow up — choose
+            ``"cardioid"`` or ``"modrelu"`` when sampling by volume far from the data.
         covariance: ``"diagonal"`` or ``"full"`` (Cholesky) posterior covariance.
         decoder_variance: ``"learned"`` (per output), ``"point"`` (point-dependent) or a float.
         dtype: ``torch.complex64`` or ``torch.complex128``.

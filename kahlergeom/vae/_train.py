@@ -21,6 +21,7 @@ import torch
 
 from kahlergeom.manifolds._fisher import FisherManifold
 from kahlergeom.manifolds._hermitian import hermitian_logdet
+from kahlergeom.potentials._combinators import check_temperature
 from kahlergeom.potentials._mixture import GaussianMixturePotential
 from kahlergeom.vae._model import ComplexVAE
 
@@ -51,6 +52,7 @@ class GeometricRegulariser:
             or self.n_points < 2
         ):
             raise ValueError(f"n_points must be an integer >= 2; got {self.n_points!r}.")
+        self.temperature = check_temperature(self.temperature)
 
     def log_det(self, model: ComplexVAE, z: torch.Tensor, posterior) -> torch.Tensor:
         """log det G at latent points ``z`` (n_points, n), differentiable in the model."""
@@ -122,8 +124,14 @@ def _atomic_save(obj, path: str) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     tmp = f"{path}.tmp-{os.getpid()}"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        # A failed or interrupted save leaves the old checkpoint and no partial temp file.
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 class Trainer:
@@ -190,7 +198,7 @@ class Trainer:
             reg_value = float(term.detach())
         if not math.isfinite(float(loss.detach())):
             raise RuntimeError(
-                f"training diverged at epoch {self.epoch + 1}: the loss is {float(loss)}; "
+                f"training diverged at epoch {self.epoch + 1}: the loss is {float(loss.detach())}; "
                 "lower the learning rate or the regulariser weight."
             )
         self.optimizer.zero_grad(set_to_none=True)
