@@ -187,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--seeds", type=_ints, default=(0, 1, 2))
-    p.add_argument("--reg-weight", type=float, default=0.05)
+    p.add_argument("--reg-weight", type=float, default=50.0)
     p.add_argument("--reg-kind", default="variance", choices=["variance", "magnitude"])
     p.add_argument("--pairs", type=int, default=8)
     p.add_argument("--samples", type=int, default=256)

@@ -34,7 +34,7 @@ class DemoConfig:
     epochs: int = 30
     batch_size: int = 64
     lr: float = 1e-3
-    reg_weight: float = 0.05
+    reg_weight: float = 50.0
     reg_kind: str = "variance"
     n_pairs: int = 6
     path_points: int = 16
@@ -138,6 +138,9 @@ def _evaluate(cfg, model, seed, x_test, labels_test, shape, scorer):
     vol_z = res.samples.detach().to(torch.complex128)
 
     out = {"geodesic_failures": int((~ok).sum()), "geodesic_seconds": geo_time}
+    logdet = M.log_volume_density(codes).detach()
+    out["logdet_var_test"] = float(logdet.var())
+    out["logdet_mean_test"] = float(logdet.mean())
     miss = (geo[ok][:, -1] - z1[ok]).abs().norm(dim=-1) / (z1[ok] - z0[ok]).abs().norm(dim=-1)
     miss = miss.detach()
     out["geodesic_end_miss"] = float(miss.median()) if miss.numel() else float("nan")

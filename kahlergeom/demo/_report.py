@@ -8,6 +8,8 @@ from kahlergeom.evaluation import summarise
 
 ROWS = [
     ("test_elbo", "test ELBO (higher is better)"),
+    ("logdet_var_test", "variance of log det G over test codes"),
+    ("logdet_mean_test", "mean of log det G over test codes"),
     ("energy_line", "path energy, straight line"),
     ("energy_geodesic", "path energy, geodesic"),
     ("path_energy_ratio", "energy ratio geodesic / straight"),
@@ -128,6 +130,7 @@ def write_report(cfg, results: dict) -> str:
         ("prior_far", "far share of prior samples"),
         ("prior_variety", "variety of prior samples"),
         ("test_elbo", "test ELBO"),
+        ("logdet_var_test", "variance of log det G over test codes"),
     ):
         lines.append(
             "- "
