@@ -31,6 +31,7 @@ Run from the repository root::
 
     .venv/bin/python benchmarks/bench_decoder_metric.py                # full run, a few minutes
     .venv/bin/python benchmarks/bench_decoder_metric.py --quick        # smoke test, < 60 s
+    .venv/bin/python benchmarks/bench_decoder_metric.py --headline-only --threads 1  # part 2 only
     .venv/bin/python benchmarks/bench_decoder_metric.py --figures --threads 1 \
         --out benchmarks/results/decoder_metric.md   # the docs' tables and figure
 
@@ -401,6 +402,10 @@ def run(args) -> str:
         log(f"- {line}")
     log(f"- torch threads: {threads}; seed {SEED}")
     log()
+    if args.headline_only:
+        for hidden in [(256, 512), (64,)] if not quick else [(64,)]:
+            headline(hidden, quick, 1 if quick else 3, log)
+        return "\n".join(out)
 
     # -- part 1: digits VAE ----------------------------------------------------------------
     X_train, X_val, X_test = load_digits_fft(SEED)
@@ -567,6 +572,11 @@ def run(args) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="smoke test (< 60 s): tiny sizes")
+    p.add_argument(
+        "--headline-only",
+        action="store_true",
+        help="only part 2 (headline timings: exact Fisher vs jacobian loop vs LSE surrogate)",
+    )
     p.add_argument("--steps", type=int, default=None, help="VAE training steps (default 1200)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     p.add_argument("--out", help="also write the report (Markdown) to this path")

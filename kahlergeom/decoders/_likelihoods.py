@@ -36,6 +36,21 @@ def _real(t: torch.Tensor) -> torch.Tensor:
     return t.real if t.is_complex() else t
 
 
+def _weighted_gram(a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Σ_d a[i, d] a[j, d] w[d] for real ``a`` (m, D) and ``w`` (D,): scale, then one GEMM (no
+    (m, m, D) intermediate)."""
+    return (a * w) @ a.transpose(-1, -2)
+
+
+def _weighted_gram_complex(a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Re Σ_d conj(a[i, d]) a[j, d] w[d] for complex ``a`` (m, D), real ``w`` (D,), as one real
+    GEMM over the interleaved parts: Re(conj(a_i) a_j) = Re a_i · Re a_j + Im a_i · Im a_j."""
+    parts = torch.view_as_real(a).flatten(-2)  # (m, 2D): Re, Im interleaved (a view if possible)
+    w = w.to(parts.dtype)
+    w = w.unsqueeze(-1).expand(*w.shape, 2).flatten(-2)
+    return (parts * w) @ parts.transpose(-1, -2)
+
+
 class Likelihood(abc.ABC):
     """A family p(x | params) whose parameters a decoder outputs. See the module docstring."""
 
@@ -158,9 +173,8 @@ class ComplexGaussian(Likelihood):
         mean, var = params
         dmean, dvar = dparams
         var, dvar = _broadcast_tangent(dvar, var, mean)
-        w = 2.0 / var
-        Fm = torch.einsum("id,jd,d->ij", dmean.conj(), dmean, w.to(dmean.dtype)).real
-        Fv = torch.einsum("id,jd,d->ij", dvar, dvar, var.pow(-2))
+        Fm = _weighted_gram_complex(dmean, 2.0 / var)
+        Fv = _weighted_gram(dvar, var.pow(-2))
         return Fm + Fv
 
     def log_prob(self, x, params):
@@ -200,8 +214,8 @@ class RealGaussian(Likelihood):
         mean, var = params
         dmean, dvar = dparams
         var, dvar = _broadcast_tangent(dvar, var, mean)
-        Fm = torch.einsum("id,jd,d->ij", dmean, dmean, 1.0 / var)
-        Fv = 0.5 * torch.einsum("id,jd,d->ij", dvar, dvar, var.pow(-2))
+        Fm = _weighted_gram(dmean, 1.0 / var)
+        Fv = 0.5 * _weighted_gram(dvar, var.pow(-2))
         return Fm + Fv
 
     def log_prob(self, x, params):
@@ -253,7 +267,7 @@ class Bernoulli(Likelihood):
         (logits,) = params
         (dlogits,) = dparams
         p = torch.sigmoid(logits)
-        return torch.einsum("id,jd,d->ij", dlogits, dlogits, p * (1 - p))
+        return _weighted_gram(dlogits, p * (1 - p))
 
     def log_prob(self, x, params):
         (logits,) = params

@@ -90,14 +90,71 @@ def lse_levi(
     Shapes: ``weights`` π real ``(..., m)``, ``grads`` complex ``(..., m, n)``, ``mean_levi``
     $\sum_j \pi_j \partial\bar\partial\psi_j$ complex ``(..., n, n)`` → ``(..., n, n)``.
     """
-    pi = weights.to(grads.dtype)
-    weighted = grads * pi.unsqueeze(-1)  # π_j g_j, (..., m, n)
-    # Σ_j π_j g_j g_jᴴ as one batched GEMM (no (..., m, n, n) intermediate).
-    second = weighted.transpose(-1, -2) @ grads.conj()
-    gbar = weighted.sum(-2)
-    cov = second - gbar.unsqueeze(-1) * gbar.conj().unsqueeze(-2)
-    G = mean_levi + cov / temperature
-    return 0.5 * (G + G.mH)
+    if not grads.is_complex():
+        pi = weights.to(grads.dtype)
+        weighted = grads * pi.unsqueeze(-1)
+        second = weighted.transpose(-1, -2) @ grads
+        gbar = weighted.sum(-2)
+        cov = second - gbar.unsqueeze(-1) * gbar.unsqueeze(-2)
+        G = mean_levi + cov / temperature
+        return 0.5 * (G + G.mH)
+    # Real arithmetic on the stacked parts [Re g; Im g] (real GEMMs are much faster than
+    # complex ones on CPU), components along the last axis.
+    parts = torch.cat([grads.real.transpose(-1, -2), grads.imag.transpose(-1, -2)], -2)
+    return stacked_lse_levi(weights, parts, mean_levi, temperature, conjugate=False)
+
+
+def stacked_lse_levi(
+    weights: torch.Tensor,
+    parts: torch.Tensor,
+    mean_levi: torch.Tensor,
+    temperature: float,
+    *,
+    conjugate: bool,
+) -> torch.Tensor:
+    r"""`lse_levi` with the gradients given by their real parts: ``parts`` = [Re h; Im h], real
+    ``(..., 2n, m)`` (components along the last axis), and $g_j = h_j$ (``conjugate=False``) or
+    $g_j = \bar h_j$ (``True``).
+
+    With $S = \sum_j \pi_j (q_j - \hat q)(q_j - \hat q)^\top$ the real covariance of
+    $q_j = (\mathrm{Re}\,h_j, \mathrm{Im}\,h_j)$ ($\hat q = \sum_j \pi_j q_j$), the complex
+    covariance of the $h_j$ is $(S_{rr} + S_{ii}) + i(S_{ir} - S_{ri})$, and its conjugate is that
+    of the $\bar h_j$. One real batched GEMM, no complex products.
+    """
+    S = weighted_covariance(weights, parts)
+    return levi_from_covariance(S, mean_levi, temperature, conjugate=conjugate)
+
+
+def weighted_covariance(weights: torch.Tensor, parts: torch.Tensor) -> torch.Tensor:
+    r"""$\sum_j \pi_j (q_j - \hat q)(q_j - \hat q)^\top$ for ``parts`` real ``(..., k, m)``
+    (column j is $q_j$) and ``weights`` π real ``(..., m)`` summing to 1: ``(..., k, k)``.
+
+    Centred before the Gram GEMM: the uncentred second moment minus $\hat q \hat q^\top$ loses
+    the covariance to cancellation when one component dominates; this does not.
+    """
+    pi = weights.to(parts.dtype).unsqueeze(-2)  # (..., 1, m)
+    qbar = parts @ pi.transpose(-1, -2)  # Σ_j π_j q_j, (..., k, 1)
+    centred = parts - qbar
+    return (centred * pi) @ centred.transpose(-1, -2)
+
+
+def levi_from_covariance(
+    S: torch.Tensor, mean_levi: torch.Tensor, temperature: float, *, conjugate: bool
+) -> torch.Tensor:
+    """``mean_levi`` + (complex covariance from the real one ``S`` (..., 2n, 2n)) / τ, made
+    Hermitian; see `stacked_lse_levi`."""
+    n = S.shape[-1] // 2
+    rr, ri = S[..., :n, :n], S[..., :n, n:]
+    ir, ii = S[..., n:, :n], S[..., n:, n:]
+    G_re = (rr + ii) / temperature
+    G_im = ((ri - ir) if conjugate else (ir - ri)) / temperature
+    if mean_levi.is_complex():
+        G_re, G_im = mean_levi.real + G_re, mean_levi.imag + G_im
+    else:
+        G_re = mean_levi + G_re
+    return torch.complex(
+        0.5 * (G_re + G_re.transpose(-1, -2)), 0.5 * (G_im - G_im.transpose(-1, -2))
+    )
 
 
 def check_temperature(temperature) -> float:

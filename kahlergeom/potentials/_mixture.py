@@ -5,7 +5,15 @@ from __future__ import annotations
 import torch
 
 from kahlergeom.potentials._base import KahlerPotential
-from kahlergeom.potentials._combinators import check_temperature, lse_levi
+from kahlergeom.potentials._combinators import (
+    check_temperature,
+    levi_from_covariance,
+    weighted_covariance,
+)
+
+#: Points per chunk are chosen so that a chunk's (points, m, 2n) tensors hold at most this
+#: many elements (bounded memory, cache-friendly).
+_CHUNK_ELEMENTS = 1 << 18
 
 
 def _check_means_precisions(means, precisions, name_m="means", name_p="precisions"):
@@ -129,37 +137,114 @@ class GaussianMixturePotential(KahlerPotential):
         """Number of components."""
         return self.means.shape[0]
 
-    def _parts(self, z):
-        """Scores ψ_j + log w_j (..., m), and P_j (z - m_j) (..., m, n)."""
-        means = self.means.to(device=z.device, dtype=z.dtype)
-        P = self.precisions.to(device=z.device, dtype=z.dtype)
-        d = z.unsqueeze(-2) - means
-        Pd = torch.einsum("jab,...jb->...ja", P, d)
+    def _operators(self, z):
+        """Real forms of the components at z's dtype and device (O(m n²), rebuilt per call so
+        that ``means``/``precisions`` may change or carry autograd history).
+
+        With u = (Re z, Im z) − u0 (u0: the mean of the means, so the cancellation in
+        P_j z − P_j m_j is at the scale of the data's spread), P_j = A_j + i B_j and q_j =
+        (Re, Im) of P_j (z − m_j): q_j = u W_j + b_j with W_j = [[A_jᵀ, B_jᵀ], [−B_jᵀ, A_jᵀ]]
+        and b_j = −(Re, Im) P_j (m_j − z0). All components side by side: one real GEMM
+        (N, 2n) × (2n, 2n·m). M_j = (Re, Im)(m_j − z0).
+        """
+        dtype, device = z.dtype, z.device
+        means = self.means.to(device=device, dtype=dtype)
+        P = self.precisions.to(device=device, dtype=dtype)
+        m, n = means.shape
+        z0 = means.mean(0)
+        centred = means - z0
+        c = (P @ centred.unsqueeze(-1)).squeeze(-1)  # P_j (m_j − z0), (m, n)
+        At, Bt = P.real.transpose(-1, -2), P.imag.transpose(-1, -2)
+        W = torch.cat([torch.cat([At, Bt], -1), torch.cat([-Bt, At], -1)], -2)  # (m, 2n, 2n)
+        # Columns ordered (output coordinate, component): q comes out as (B, 2n, m), the layout
+        # in which the reductions below and the batched Gram GEMM of the Levi matrix are fastest.
+        W = W.permute(1, 2, 0).reshape(2 * n, 2 * n * m)
+        bias = -torch.cat([c.real, c.imag], -1).transpose(0, 1).reshape(2 * n * m)
+        M = torch.cat([centred.real, centred.imag], -1).transpose(0, 1)  # (2n, m)
+        u0 = torch.cat([z0.real, z0.imag], -1)
         # log in z's precision: float32 weights must not cost float64 points their accuracy.
-        logw = torch.log(self.weights_.to(device=z.device, dtype=z.real.dtype))
-        return (d.conj() * Pd).sum(-1).real + logw, Pd
+        logw = torch.log(self.weights_.to(device=device, dtype=z.real.dtype))
+        # Score ψ_j + log w_j = (u − M_j)·q_j + log w_j = u·q_j − (u·V_j + k_j), V_j = W_j M_j,
+        # k_j = M_j·b_j − log w_j: a batched dot product and one small GEMM, no (B, 2n, m) temps.
+        V = (W.reshape(2 * n, 2 * n, m) * M).sum(1)  # (2n, m)
+        k = (M * bias.reshape(2 * n, m)).sum(0) - logw
+        return W, bias, V, k, u0
+
+    def _chunks(self, z):
+        """z as real rows u = (Re z, Im z), (B, 2n), and the points per chunk (bounded memory)."""
+        n = z.shape[-1]
+        zf = z.reshape(-1, n)
+        rows = max(1, _CHUNK_ELEMENTS // (2 * n * self.means.shape[0]))
+        return torch.cat([zf.real, zf.imag], -1), rows
+
+    def _chunk_parts(self, u, ops):
+        """Scores ψ_j + log w_j (B, m) and q_j = (Re, Im) P_j (z − m_j) as (B, 2n, m), of rows u."""
+        W, bias, V, k, u0 = ops
+        u = u - u0
+        q = torch.addmm(bias, u, W).reshape(u.shape[0], *V.shape)
+        # Re((z − m_j)ᴴ P_j (z − m_j)) = (u − M_j)·q_j.
+        scores = (u.unsqueeze(-2) @ q).squeeze(-2) - torch.addmm(k, u, V)
+        return scores, q
+
+    def _parts(self, z):
+        """Scores ψ_j + log w_j (..., m), and P_j (z − m_j) complex (..., m, n) (unchunked)."""
+        n, m = self.n, self.m
+        u, _ = self._chunks(z)
+        scores, q = self._chunk_parts(u, self._operators(z))
+        Pd = torch.complex(q[:, :n], q[:, n:]).transpose(-1, -2)
+        batch = tuple(z.shape[:-1])
+        return scores.reshape(batch + (m,)), Pd.reshape(batch + (m, n))
+
+    def _map(self, z, fn):
+        """``fn(scores, q)`` chunk by chunk over the points (flattened), concatenated; ``fn``
+        returns a tensor or a tuple of tensors with the chunk's points as the leading axis."""
+        ops = self._operators(z)
+        u, rows = self._chunks(z)
+        outs = [fn(*self._chunk_parts(uc, ops)) for uc in torch.split(u, rows)]
+        if len(outs) == 1:
+            return outs[0]
+        if isinstance(outs[0], tuple):
+            return tuple(torch.cat(parts, 0) for parts in zip(*outs, strict=True))
+        return torch.cat(outs, 0)
 
     def __call__(self, z):
-        scores, _ = self._parts(z)
-        return self.temperature * torch.logsumexp(scores / self.temperature, -1)
+        t = self.temperature
+        out = self._map(z, lambda s, q: t * torch.logsumexp(s / t, -1))
+        return out.reshape(z.shape[:-1])
 
     def weights(self, z):
         """Softmax responsibilities π_j(z), real ``(..., m)``."""
-        scores, _ = self._parts(z)
-        return torch.softmax(scores / self.temperature, -1)
+        t = self.temperature
+        out = self._map(z, lambda s, q: torch.softmax(s / t, -1))
+        return out.reshape(tuple(z.shape[:-1]) + (self.m,))
 
     def partial(self, z):
-        scores, Pd = self._parts(z)
-        pi = torch.softmax(scores / self.temperature, -1).to(z.dtype)
-        return torch.einsum("...j,...ja->...a", pi, Pd.conj())
+        t, n = self.temperature, self.n
+
+        def fn(scores, q):
+            pi = torch.softmax(scores / t, -1)
+            return (q @ pi.unsqueeze(-1)).squeeze(-1)  # Σ_j π_j q_j, (B, 2n)
+
+        g = self._map(z, fn)
+        g = torch.complex(g[..., :n], -g[..., n:])  # conj(Σ_j π_j P_j (z − m_j))
+        return g.reshape(tuple(z.shape[:-1]) + (n,))
 
     def levi(self, z):
-        scores, Pd = self._parts(z)
-        pi = torch.softmax(scores / self.temperature, -1)
+        t, n = self.temperature, self.n
+
+        def fn(scores, q):
+            pi = torch.softmax(scores / t, -1)
+            return pi, weighted_covariance(pi, q)
+
+        pi, S = self._map(z, fn)  # (B, m), real covariance of the q_j (B, 2n, 2n)
         P_T = self.precisions.to(device=z.device, dtype=z.dtype).transpose(-1, -2)
-        n = self.n
-        mean_levi = (pi.to(z.dtype) @ P_T.reshape(-1, n * n)).reshape(*pi.shape[:-1], n, n)
-        return lse_levi(pi, Pd.conj(), mean_levi, self.temperature)
+        # Σ_j π_j P_jᵀ as one real GEMM over (Re, Im) of the flattened P_jᵀ.
+        P_T = torch.cat([P_T.real.reshape(-1, n * n), P_T.imag.reshape(-1, n * n)], -1)
+        ml = pi @ P_T
+        mean_levi = torch.complex(ml[..., : n * n], ml[..., n * n :]).reshape(-1, n, n)
+        # The gradients are g_j = conj(P_j (z − m_j)): the conjugate of the q_j's covariance.
+        G = levi_from_covariance(S, mean_levi, t, conjugate=True)
+        return G.reshape(tuple(z.shape[:-1]) + (n, n))
 
     def __repr__(self):
         return f"GaussianMixturePotential(m={self.m}, n={self.n}, temperature={self.temperature})"

@@ -63,10 +63,15 @@ class Posterior:
 
 
 def complex_normal(shape, dtype, device=None, generator=None) -> torch.Tensor:
-    """Standard circular complex normal CN(0, I): E|ε|² = 1 per entry."""
+    """Standard circular complex normal CN(0, I): E|ε|² = 1 per entry.
+
+    Drawn on the generator's device (the trainer's generator lives on the CPU, so runs are
+    reproducible across devices) and moved to ``device``.
+    """
     real = _real_dtype(dtype)
-    parts = torch.randn(*shape, 2, dtype=real, device=device, generator=generator)
-    return torch.view_as_complex(parts * (0.5**0.5)).to(dtype)
+    gen_device = generator.device if generator is not None else device
+    parts = torch.randn(*shape, 2, dtype=real, device=gen_device, generator=generator)
+    return torch.view_as_complex(parts * (0.5**0.5)).to(device=device, dtype=dtype)
 
 
 class ComplexEncoder(nn.Module):

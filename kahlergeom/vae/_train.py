@@ -146,7 +146,9 @@ class Trainer:
         if not isinstance(model, ComplexVAE):
             raise ValueError(f"model must be a ComplexVAE; got {type(model).__name__}.")
         self.model = model
-        self.x = model.check_data(x, "x")
+        # Data follow the model's device (CPU or GPU); the RNG stays on the CPU (see
+        # `complex_normal`), so a run is reproducible and resumable on either.
+        self.x = model.check_data(x, "x").to(next(model.parameters()).device)
         self.config = config or TrainConfig()
         self.optimizer = torch.optim.Adam(model.parameters(), lr=self.config.lr)
         self.generator = torch.Generator(device="cpu").manual_seed(self.config.seed)
