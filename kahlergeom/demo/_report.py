@@ -44,7 +44,8 @@ def _compare(a, b):
     mb, sb = summarise(b)
     md, sd = summarise([x - y for x, y in zip(a, b, strict=True)])
     clear = len(a) > 1 and abs(md) > 2 * sd / len(a) ** 0.5
-    return ma, sa, mb, sb, ("lower" if md < 0 else "higher"), clear
+    direction = "equal" if md == 0 else ("lower" if md < 0 else "higher")
+    return ma, sa, mb, sb, direction, clear
 
 
 def _sentence(name, a_label, b_label, res):
