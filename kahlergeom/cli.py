@@ -1,4 +1,4 @@
-"""Command line: ``kahlergeom {demo,train,geometry,sample,bench}``."""
+"""Command line: ``kahlergeom {demo,train,geometry,sample,metric-field,bench}``."""
 
 from __future__ import annotations
 
@@ -65,10 +65,16 @@ def _cmd_train(a):
 
     if a.threads:
         torch.set_num_threads(a.threads)
+    if a.distributed:  # under torchrun: see docs/distributed.md
+        from kahlergeom.distributed import init_distributed
+
+        ctx = init_distributed()
     data = load_dataset(a.data)
     x = to_complex(data.images, a.transform, torch.complex128)
     torch.manual_seed(a.seed)
     model = ComplexVAE(x.shape[1], a.latent_dim, a.hidden, dtype=torch.complex128)
+    if a.distributed:
+        model = model.to(ctx.device)
     reg = GeometricRegulariser(weight=a.reg_weight, kind=a.reg_kind) if a.reg_weight > 0 else None
     cfg = TrainConfig(
         epochs=a.epochs,
@@ -79,7 +85,14 @@ def _cmd_train(a):
         checkpoint_path=a.checkpoint,
         progress=not a.quiet,
     )
-    hist = Trainer(model, x, cfg).fit(resume=not a.restart)
+    if a.distributed:
+        from kahlergeom.distributed import DistributedTrainer
+
+        hist = DistributedTrainer(model, x, cfg).fit(resume=not a.restart)
+        if ctx.rank != 0:
+            return 0
+    else:
+        hist = Trainer(model, x, cfg).fit(resume=not a.restart)
     print(f"trained {cfg.epochs} epochs; final ELBO {hist.elbo[-1]:.3f}; checkpoint {a.checkpoint}")
     return 0
 
@@ -164,6 +177,27 @@ def _cmd_sample(a):
     return 0
 
 
+def _cmd_metric_field(a):
+    import torch
+
+    from kahlergeom.distributed import evaluate_metric_field, init_distributed
+    from kahlergeom.manifolds import FisherManifold
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    ctx = init_distributed()  # world of size 1 without torchrun
+    model, _data, codes = _load(a)
+    z = codes[: a.points]
+    M = FisherManifold(model.to(ctx.device).decoder, n=model.latent_dim)
+    G = evaluate_metric_field(M, z.to(ctx.device)).cpu()
+    if ctx.rank == 0:
+        from kahlergeom.vae._train import _atomic_save
+
+        _atomic_save({"z": z.cpu(), "metric": G}, a.out)
+        print(f"wrote the metric at {G.shape[0]} points to {a.out} ({ctx.world_size} process(es))")
+    return 0
+
+
 def _cmd_bench(a):
     here = os.path.abspath(a.dir)
     if not os.path.isdir(here):
@@ -209,7 +243,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reg-kind", default="variance", choices=["variance", "magnitude"])
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="data-parallel under torchrun (gloo on CPU, NCCL on GPU); --batch-size is global",
+    )
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser(
+        "metric-field",
+        help="Fisher metric at encoded data points, sharded across torchrun processes",
+    )
+    p.add_argument("checkpoint")
+    p.add_argument("--data", default=None)
+    p.add_argument("--transform", default="identity", choices=["identity", "fft"])
+    p.add_argument("--points", type=int, default=200)
+    p.add_argument("--out", default="metric_field.pt")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.set_defaults(func=_cmd_metric_field)
 
     for name, func, helptext in (
         ("geometry", _cmd_geometry, "metric, volume and curvature summary of a trained decoder"),
@@ -237,13 +288,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _group_started() -> bool:
+    dist = sys.modules.get("torch.distributed")
+    return bool(dist is not None and dist.is_available() and dist.is_initialized())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    group_before = _group_started()
     try:
         return int(args.func(args) or 0)
     except ValueError as exc:
         print(f"kahlergeom {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if not group_before and _group_started():
+            # A process group this command started (--distributed, metric-field) ends with it.
+            sys.modules["torch.distributed"].destroy_process_group()
 
 
 if __name__ == "__main__":
