@@ -23,6 +23,7 @@ _LAZY = (
     "demo",
     "evaluation",
     "geodesics",
+    "interop",
     "sampling",
     "surrogates",
     "symbolic",

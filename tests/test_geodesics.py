@@ -504,3 +504,19 @@ def test_levi_civita_equals_kahler_for_kahler_metric(gen):
         a, b = H.exp(z, v), K.exp(z, v)
     assert H.connection == "levi-civita"
     torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-9)
+
+
+def test_unbatched_pair_gives_scalar_distance():
+    """A single pair of shape (n,) (no batch dimension) gives a 0-dim distance, not a crash."""
+    M = kg.KahlerManifold(FubiniStudy(1))
+    a = torch.tensor([0.0 + 0.0j], dtype=torch.complex128)
+    b = torch.tensor([0.5 + 0.0j], dtype=torch.complex128)
+    d = M.dist(a, b)
+    assert d.shape == ()
+    # Fubini–Study distance from 0: arctan|b|.
+    torch.testing.assert_close(
+        d, torch.atan(torch.tensor(0.5, dtype=torch.float64)), rtol=1e-6, atol=0
+    )
+    assert M.exp(a, b).shape == (1,)
+    assert M.log(a, b).shape == (1,)
+    assert M.geodesic(a, b, 5).shape == (5, 1)

@@ -176,5 +176,5 @@ def warn_failures(ok: torch.Tensor, what: str, detail: str = "") -> None:
 
 def nan_where(x: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
     """``x`` with NaN where ``ok`` (broadcast from the left over trailing dims) is False."""
-    mask = ok.reshape(*ok.shape, *([1] * (x.ndim - ok.ndim)))
+    mask = ok.reshape(tuple(ok.shape) + (1,) * (x.ndim - ok.ndim))
     return torch.where(mask, x, torch.full_like(x, float("nan")))
