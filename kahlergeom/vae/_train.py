@@ -59,13 +59,10 @@ class GeometricRegulariser:
         if self.metric == "fisher":
             G = FisherManifold(model.decoder, n=model.latent_dim)._metric(z.detach())
         else:
-            gm = GaussianMixturePotential.__new__(GaussianMixturePotential)
-            # Built without the constructor's checks: precisions are PD by construction and
-            # must stay in the autograd graph.
-            gm.means, gm.precisions = posterior.mean, posterior.precision
-            gm.weights_ = torch.ones(z.shape[0], dtype=z.real.dtype, device=z.device)
-            gm.temperature = float(self.temperature)
-            gm.n = model.latent_dim
+            # The constructor validates without detaching, so gradients reach the encoder.
+            gm = GaussianMixturePotential(
+                posterior.mean, posterior.precision, temperature=self.temperature
+            )
             G = gm.levi(z.detach())
         return hermitian_logdet(G)
 

@@ -80,15 +80,21 @@ def _real_scalar(f: Callable, n: int) -> Callable:
     return fr
 
 
-def _real_tensor(F: Callable, n: int) -> Callable:
-    """A tensor-valued F of one complex point → real tensor (complex outputs as (..., 2))."""
+def _real_tensor(F: Callable, n: int) -> tuple[Callable, dict]:
+    """A tensor-valued F of one complex point → real tensor (complex outputs as (..., 2)).
+
+    Also returns a dict whose ``"complex"`` entry records, once ``Fr`` has been traced, whether
+    F's output was complex (so the caller need not evaluate F again to find out).
+    """
+    seen: dict = {}
 
     def Fr(u: torch.Tensor) -> torch.Tensor:
         out = F(torch.complex(u[:n], u[n:]))
+        seen["complex"] = out.is_complex()
         # resolve_conj: view_as_real refuses lazily conjugated tensors (e.g. F = z.conj()).
         return torch.view_as_real(out.resolve_conj()) if out.is_complex() else out
 
-    return Fr
+    return Fr, seen
 
 
 def _flatten(z: torch.Tensor) -> tuple[torch.Tensor, torch.Size]:
@@ -165,9 +171,10 @@ def _wirtinger_jacobian(
         # Empty batch: learn the output shape from one point (the origin), keep none of it.
         d, dbar = _wirtinger_jacobian(F, z.new_zeros(1, n), chunk_size)
         return d[:0].reshape(*batch, *d.shape[1:]), dbar[:0].reshape(*batch, *d.shape[1:])
-    J = vmap(jacfwd(_real_tensor(F, n)), chunk_size=chunk_size)(to_real(zf))
+    Fr, seen = _real_tensor(F, n)
+    J = vmap(jacfwd(Fr), chunk_size=chunk_size)(to_real(zf))
     jx, jy = J[..., :n], J[..., n:]
-    if _is_complex_output(F, zf[0]):
+    if seen["complex"]:
         # view_as_real put (re, im) just before the derivative axis: recombine.
         jx = torch.complex(jx[..., 0, :], jx[..., 1, :])
         jy = torch.complex(jy[..., 0, :], jy[..., 1, :])
@@ -175,11 +182,6 @@ def _wirtinger_jacobian(
     dbar = 0.5 * (jx + 1j * jy)
     shape = d.shape[1:]
     return d.reshape(*batch, *shape), dbar.reshape(*batch, *shape)
-
-
-def _is_complex_output(F: Callable, z0: torch.Tensor) -> bool:
-    with torch.no_grad():
-        return bool(F(z0).is_complex())
 
 
 def _check_chunk(chunk_size) -> None:
