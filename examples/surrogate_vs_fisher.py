@@ -52,15 +52,7 @@ def main() -> None:
             seed=args.seed,
         )
         choice = kg.surrogates.choose_temperature(sur, z_val, G_val)
-        sur = kg.surrogates.from_posteriors(
-            q_train.mean,
-            q_train.covariance,
-            prior_precision=prior,
-            on_indefinite="clip",
-            m=m,
-            seed=args.seed,
-            temperature=choice.temperature,
-        )
+        sur = choice.surrogate  # rebuilt with the chosen temperature
         M = kg.KahlerManifold(sur)
         t = time.perf_counter()
         Gs = M.metric(z_test)
