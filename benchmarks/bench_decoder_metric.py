@@ -62,6 +62,7 @@ from _common import (
 from torch import nn
 
 import kahlergeom as kg
+from kahlergeom._linalg import levi_from_real_hessian
 from kahlergeom.surrogates import (
     KernelAnchorManifold,
     NearestAnchorManifold,
@@ -71,7 +72,6 @@ from kahlergeom.surrogates import (
     from_posteriors,
     reduce_components,
 )
-from kahlergeom.wirtinger._ddbar import levi_from_real_hessian
 
 SEED = 0
 N_LATENT = 8

@@ -106,7 +106,7 @@ def run_geomstats(M, z, w):
                 self.manifold = manifold
 
             def metric_matrix(self, base_point=None):
-                return real_metric(self.manifold._metric(from_real(base_point)))
+                return real_metric(self.manifold.metric_field(from_real(base_point)))
 
         from geomstats.numerics.geodesic import ExpODESolver, LogShootingSolver
 
@@ -148,7 +148,7 @@ def run_stochman(M, z, w, max_iter):
 
     class ChartManifold(Manifold):
         def metric(self, points):
-            return real_metric(M._metric(from_real(points)))
+            return real_metric(M.metric_field(from_real(points)))
 
     man = ChartManifold()
     p0, p1 = to_real(z), to_real(w)

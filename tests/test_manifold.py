@@ -76,7 +76,7 @@ class NonClosed(HermitianManifold):
     def __init__(self):
         super().__init__(2)
 
-    def _metric(self, z):
+    def metric_field(self, z):
         s = z[..., 1].real ** 2 + z[..., 1].imag ** 2
         zero = torch.zeros_like(s)
         G = torch.stack(

@@ -52,7 +52,7 @@ class NotHermitian(HermitianManifold):
     def __init__(self):
         super().__init__(2)
 
-    def _metric(self, z):
+    def metric_field(self, z):
         one = torch.ones_like(z[..., 0])
         zero = torch.zeros_like(one)
         return torch.stack([torch.stack([one, z[..., 0]], -1), torch.stack([zero, one], -1)], -2)
@@ -64,7 +64,7 @@ class NonClosed(HermitianManifold):
     def __init__(self):
         super().__init__(2)
 
-    def _metric(self, z):
+    def metric_field(self, z):
         s = z[..., 1].real ** 2 + z[..., 1].imag ** 2
         zero = torch.zeros_like(s)
         G = torch.stack(
@@ -79,7 +79,7 @@ class BatchMixing(HermitianManifold):
     def __init__(self):
         super().__init__(2)
 
-    def _metric(self, z):
+    def metric_field(self, z):
         m = z.reshape(-1, 2).mean(0)
         c = 1 + (m.real**2 + m.imag**2).sum()
         eye = torch.eye(2, dtype=z.dtype)

@@ -15,8 +15,8 @@ from conftest import assert_close
 from torch import nn
 
 import kahlergeom
+from kahlergeom._linalg import hermitian_logdet
 from kahlergeom.data import load_digits, to_complex
-from kahlergeom.manifolds._hermitian import hermitian_logdet
 from kahlergeom.vae import (
     ComplexVAE,
     GeometricRegulariser,

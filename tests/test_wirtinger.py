@@ -14,6 +14,7 @@ from conftest import TOL, assert_close, random_points
 from hypothesis import given
 
 import kahlergeom as kg
+from kahlergeom._linalg import levi_from_real_hessian
 from kahlergeom.potentials import (
     ComplexHyperbolic,
     Flat,
@@ -31,7 +32,7 @@ from kahlergeom.wirtinger import (
     to_real,
     wirtinger_jacobian,
 )
-from kahlergeom.wirtinger._ddbar import _levi, levi_from_real_hessian
+from kahlergeom.wirtinger._ddbar import _levi
 
 NS = [1, 2, 3, 4, 5, 6]
 

@@ -11,7 +11,7 @@ Two connections:
   + \partial_j g_{il} - \partial_l g_{ij})$.
 
 Both take an *unchecked*, ``torch.func``-traceable metric field ``metric_fn(z)``:
-``(..., n)`` complex → ``(..., n, n)`` complex (e.g. ``HermitianManifold._metric``).
+``(..., n)`` complex → ``(..., n, n)`` complex (e.g. ``HermitianManifold.metric_field``).
 """
 
 from __future__ import annotations

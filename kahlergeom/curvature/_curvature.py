@@ -13,7 +13,7 @@ curvature 2, Ricci form $(n+1)G$ and scalar curvature $n(n+1)$.
 
 Every function takes an *unchecked*, ``torch.func``-traceable metric field
 ``metric_fn(z)``: ``(..., n)`` complex → ``(..., n, n)`` complex (e.g.
-``HermitianManifold._metric``), differentiates it in real coordinates u = (x, y), and maps
+``HermitianManifold.metric_field``), differentiates it in real coordinates u = (x, y), and maps
 over the points with ``torch.func.vmap`` (``chunk_size`` bounds memory). These are the Kähler
 formulas: for a Hermitian metric that is not closed they are not the curvature of its
 Levi-Civita connection (use `riemannian_sectional_curvature` there).

@@ -9,10 +9,10 @@ from __future__ import annotations
 import torch
 from torch.func import grad, hessian, vmap
 
+from kahlergeom._linalg import real_metric
 from kahlergeom.geodesics._equations import connection_of, geodesic_rhs, inside_fn
 from kahlergeom.geodesics._ode import dopri5, rk_fixed
 from kahlergeom.geodesics._solvers import LogResult, default_tol
-from kahlergeom.manifolds._hermitian import real_metric
 from kahlergeom.wirtinger._ddbar import from_real, to_real
 
 
@@ -42,7 +42,7 @@ def shooting_refine(solver, manifold, z, w, v0):
     f = geodesic_rhs(manifold)
     inside = inside_fn(manifold)
     uz, uw = to_real(z), to_real(w)
-    GRw = real_metric(manifold._metric(w))
+    GRw = real_metric(manifold.metric_field(w))
 
     def residual(idx, uv):
         res = dopri5(
@@ -129,7 +129,7 @@ def shooting_refine(solver, manifold, z, w, v0):
 
 def select_shortest(manifold, z, v, conv, res, solver) -> LogResult:
     """Pick, per pair, the shortest converged candidate among ``v`` ``(S, P, n)``."""
-    G = manifold._metric(z)  # (P, n, n)
+    G = manifold.metric_field(z)  # (P, n, n)
     lengths = _h_norm(G[None], v)  # (S, P)
     masked = torch.where(conv, lengths, torch.full_like(lengths, float("inf")))
     # Where no candidate converged, report the one with the smallest residual.
@@ -152,7 +152,7 @@ def select_shortest(manifold, z, v, conv, res, solver) -> LogResult:
 # Discrete curve energy
 # ---------------------------------------------------------------------------------------------
 def _energy_fn(manifold, K: int):
-    metric_fn = manifold._metric
+    metric_fn = manifold.metric_field
     n = manifold.n
 
     def energy(p, uz, uw):  # one pair: p (K*2n,), uz and uw (2n,) real coordinates
@@ -248,7 +248,7 @@ def energy_solve(solver, manifold, z, w) -> LogResult:
     if solver.refine is None:
         pts = torch.cat([zz[:, None], X, ww[:, None]], 1)
         d = pts[:, 1:] - pts[:, :-1]
-        G = manifold._metric(0.5 * (pts[:, 1:] + pts[:, :-1]))
+        G = manifold.metric_field(0.5 * (pts[:, 1:] + pts[:, :-1]))
         L = _h_norm(G, d).sum(-1)
         cand = torch.where(conv, L, torch.full_like(L, float("inf"))).reshape(S, P)
         best = cand.argmin(0)

@@ -53,7 +53,7 @@ def geodesic_rhs(manifold, transport: bool = False) -> Callable:
     + dG_R[X]\dot u - \nabla_u(\dot u^\top G_R X))]_k$.
     """
     n = manifold.n
-    metric_fn = manifold._metric
+    metric_fn = manifold.metric_field
     kahler = manifold.is_kahler
     gr_fn = real_metric_fn(metric_fn)
 

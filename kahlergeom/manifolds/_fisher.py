@@ -8,10 +8,10 @@ import torch
 from torch.func import jvp, vmap
 
 from kahlergeom._checks import check_points
+from kahlergeom._linalg import from_real, levi_from_real_hessian, to_real
 from kahlergeom.decoders._decoders import check_decoder, decode_params, evaluate_decoder
 from kahlergeom.decoders._likelihoods import ComplexGaussian, Likelihood
 from kahlergeom.manifolds._hermitian import HermitianManifold
-from kahlergeom.wirtinger._ddbar import from_real, levi_from_real_hessian, to_real
 
 
 def _infer_latent_dim(decoder) -> int | None:
@@ -117,7 +117,7 @@ class FisherManifold(HermitianManifold):
         F = vmap(self._real_fisher_point, chunk_size=self.chunk_size)(u)
         return F.reshape(*z.shape[:-1], 2 * n, 2 * n)
 
-    def _metric(self, z: torch.Tensor) -> torch.Tensor:
+    def metric_field(self, z: torch.Tensor) -> torch.Tensor:
         return levi_from_real_hessian(self._real_fisher(z))
 
     def holomorphy_residual(self, z: torch.Tensor) -> torch.Tensor:

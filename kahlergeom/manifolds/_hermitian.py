@@ -12,43 +12,16 @@ from kahlergeom._checks import (
     check_positive_int,
     check_same_shape,
 )
+from kahlergeom._linalg import psh_tolerance, real_metric
 from kahlergeom.curvature import _curvature as _curv
 from kahlergeom.potentials._base import KahlerPotential
 from kahlergeom.wirtinger._ddbar import _levi, closedness_residual
 
 
-def hermitian_logdet(G: torch.Tensor) -> torch.Tensor:
-    """log det of Hermitian positive definite matrices via Cholesky (autodiff-stable)."""
-    L = torch.linalg.cholesky(G)
-    return 2 * torch.log(torch.diagonal(L, dim1=-2, dim2=-1).real).sum(-1)
-
-
-def real_metric(G: torch.Tensor) -> torch.Tensor:
-    """The real 2n×2n metric G_R = [[Re G, Im G], [−Im G, Re G]] of a Hermitian G.
-
-    For u = (Re v, Im v): uᵀ G_R u = h(v, v) = vᵀ G conj(v), and det G_R = (det G)².
-    """
-    top = torch.cat([G.real, G.imag], -1)
-    bottom = torch.cat([-G.imag, G.real], -1)
-    return torch.cat([top, bottom], -2)
-
-
-def psh_tolerance(G: torch.Tensor, rtol: float | None = None) -> torch.Tensor:
-    """Absolute eigenvalue tolerance for PSD tests: rtol · max(1, ‖G‖) per matrix.
-
-    Default ``rtol`` is 100 · n · eps of the dtype (≈ 2e-13 n in float64, 1e-5 n in float32).
-    """
-    n = G.shape[-1]
-    if rtol is None:
-        rtol = 100 * n * torch.finfo(G.real.dtype).eps
-    scale = torch.linalg.matrix_norm(G, ord=2).clamp_min(1.0)
-    return rtol * scale
-
-
 class HermitianManifold(abc.ABC):
     r"""A chart of C^n with a Hermitian metric field $G(z)[a, b] = g_{a\bar b}$.
 
-    Subclasses implement ``_metric(z)`` (unchecked, traceable by ``torch.func``) and may
+    Subclasses implement ``metric_field(z)`` (unchecked, traceable by ``torch.func``) and may
     override ``_contains``. Everything else (inner products, volume, PSD and closedness checks)
     follows from it. Conventions: $h(u, v) = \sum_{ab} g_{a\bar b} u_a \bar v_b = u^\top G \bar v$;
     lengths $|v|^2 = h(v, v)$; volume density $\det G$ (no square root) on $\mathbb R^{2n}$.
@@ -66,8 +39,14 @@ class HermitianManifold(abc.ABC):
 
     # -- to implement -------------------------------------------------------------------
     @abc.abstractmethod
-    def _metric(self, z: torch.Tensor) -> torch.Tensor:
-        """Unchecked metric field, (..., n) → (..., n, n); safe under torch.func transforms."""
+    def metric_field(self, z: torch.Tensor) -> torch.Tensor:
+        """The metric field G(z), ``(..., n)`` → ``(..., n, n)``, **unchecked**.
+
+        This is the one method a subclass implements, and the public hook that curvature,
+        geodesics, sampling and volume differentiate: it must be traceable by ``torch.func``
+        (no data-dependent Python control flow, no validation). Users calling it directly get no
+        input checks; call :meth:`metric` for validated input.
+        """
 
     def contains(self, z: torch.Tensor) -> torch.Tensor:
         """Whether each point lies in the chart's domain, bool ``(...)``."""
@@ -86,7 +65,7 @@ class HermitianManifold(abc.ABC):
 
         Shapes: ``(..., n)`` → ``(..., n, n)`` complex.
         """
-        return self._metric(self.check_point(z))
+        return self.metric_field(self.check_point(z))
 
     def real_metric(self, z: torch.Tensor) -> torch.Tensor:
         """Real metric G_R in coordinates u = (x, y): ``(..., n)`` → ``(..., 2n, 2n)``."""
@@ -166,7 +145,9 @@ class HermitianManifold(abc.ABC):
         a Kähler metric; measures how far a pointwise metric field is from one.
         """
         self.check_point(z)
-        return closedness_residual(self._metric, z, relative=relative, chunk_size=self.chunk_size)
+        return closedness_residual(
+            self.metric_field, z, relative=relative, chunk_size=self.chunk_size
+        )
 
     # -- curvature (kahlergeom.curvature; Kähler formulas need is_kahler) -----------------
     def christoffel(self, z: torch.Tensor) -> torch.Tensor:
@@ -178,7 +159,7 @@ class HermitianManifold(abc.ABC):
         (`kahlergeom.curvature.levi_civita_christoffel` does, in real coordinates).
         """
         _curv.require_kahler(self, "christoffel")
-        return _curv.christoffel(self._metric, self.check_point(z), self.chunk_size)
+        return _curv.christoffel(self.metric_field, self.check_point(z), self.chunk_size)
 
     def riemann(self, z: torch.Tensor) -> torch.Tensor:
         r"""Curvature tensor ``R[..., a, b, c, d]`` $= R_{a\bar b c\bar d}$, ``(..., n, n, n, n)``.
@@ -188,7 +169,7 @@ class HermitianManifold(abc.ABC):
         `kahlergeom.curvature.riemann`). Kähler only: raises `NotKahlerError` otherwise.
         """
         _curv.require_kahler(self, "riemann")
-        return _curv.riemann(self._metric, self.check_point(z), self.chunk_size)
+        return _curv.riemann(self.metric_field, self.check_point(z), self.chunk_size)
 
     def ricci(self, z: torch.Tensor) -> torch.Tensor:
         r"""Ricci form ``Ric[..., a, b]`` $= -\partial_a\bar\partial_b\log\det G$, ``(..., n, n)``.
@@ -196,7 +177,7 @@ class HermitianManifold(abc.ABC):
         Kähler only (raises `NotKahlerError` otherwise); Fubini–Study gives $(n+1)G$.
         """
         _curv.require_kahler(self, "ricci")
-        return _curv.ricci(self._metric, self.check_point(z), self.chunk_size)
+        return _curv.ricci(self.metric_field, self.check_point(z), self.chunk_size)
 
     def scalar_curvature(self, z: torch.Tensor) -> torch.Tensor:
         r"""Scalar curvature $s = \mathrm{tr}(G^{-1}\mathrm{Ric})$, real ``(...)``.
@@ -206,7 +187,7 @@ class HermitianManifold(abc.ABC):
         Kähler only (raises `NotKahlerError` otherwise).
         """
         _curv.require_kahler(self, "scalar_curvature")
-        return _curv.scalar_curvature(self._metric, self.check_point(z), self.chunk_size)
+        return _curv.scalar_curvature(self.metric_field, self.check_point(z), self.chunk_size)
 
     def holomorphic_sectional_curvature(self, z: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         r"""$H(v) = R(v, \bar v, v, \bar v) / h(v, v)^2$ for nonzero ``v``, real ``(...)``.
@@ -219,7 +200,7 @@ class HermitianManifold(abc.ABC):
         self.check_point(z)
         check_same_shape(z, v, "v")
         _curv.check_nonzero(v, "v")
-        return _curv.holomorphic_sectional_curvature(self._metric, z, v, self.chunk_size)
+        return _curv.holomorphic_sectional_curvature(self.metric_field, z, v, self.chunk_size)
 
     def bisectional_curvature(
         self, z: torch.Tensor, u: torch.Tensor, v: torch.Tensor
@@ -236,7 +217,7 @@ class HermitianManifold(abc.ABC):
         check_same_shape(z, v, "v")
         _curv.check_nonzero(u, "u")
         _curv.check_nonzero(v, "v")
-        return _curv.bisectional_curvature(self._metric, z, u, v, self.chunk_size)
+        return _curv.bisectional_curvature(self.metric_field, z, u, v, self.chunk_size)
 
     def riemannian_sectional_curvature(
         self, z: torch.Tensor, u: torch.Tensor, v: torch.Tensor
@@ -251,7 +232,7 @@ class HermitianManifold(abc.ABC):
         check_same_shape(z, u, "u")
         check_same_shape(z, v, "v")
         _curv.check_independent(u, v, G)
-        return _curv.riemannian_sectional_curvature(self._metric, z, u, v, self.chunk_size)
+        return _curv.riemannian_sectional_curvature(self.metric_field, z, u, v, self.chunk_size)
 
     # -- geodesics (kahlergeom.geodesics) -------------------------------------------------------
     @property
@@ -375,7 +356,7 @@ class KahlerManifold(HermitianManifold):
     def contains(self, z):
         return self.potential.contains(z)
 
-    def _metric(self, z):
+    def metric_field(self, z):
         if self.potential.has_closed_form_levi:
             return self.potential.levi(z)
         return _levi(self.potential, z, self.chunk_size)

@@ -6,7 +6,7 @@ $$\pi(z) \propto \mathrm{prior}(z)\,(\det G(z))^\beta .$$
 
 MCMC runs in real coordinates with a batch of chains (no loop over chains); the log target is
 $\ell(u) = \log\mathrm{prior}(z) + \beta\log\det G(z)$, with $\log\det G$ from a Cholesky
-factor of ``manifold._metric`` and $\nabla_u\ell$ by autograd. Proposals outside
+factor of ``manifold.metric_field`` and $\nabla_u\ell$ by autograd. Proposals outside
 ``manifold.contains`` (or where G is not positive definite) have $\ell = -\infty$ and are
 rejected.
 """
@@ -251,7 +251,7 @@ class _LogTarget:
         val = self.prior.log_prob(z)
         if self.beta == 0:
             return val, torch.ones(z.shape[:-1], dtype=torch.bool, device=z.device)
-        logdet, pd = _logdet_pd(self.manifold._metric(z))
+        logdet, pd = _logdet_pd(self.manifold.metric_field(z))
         return val + self.beta * logdet, pd
 
     def inside(self, u: torch.Tensor) -> torch.Tensor:

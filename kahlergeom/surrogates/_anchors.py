@@ -90,7 +90,7 @@ class NearestAnchorManifold(_AnchorMetrics):
             them from a manifold).
     """
 
-    def _metric(self, z):
+    def metric_field(self, z):
         anchors, metrics = self._on(z)
         return metrics[_anchor_sq_dists(z, anchors).argmin(-1)]
 
@@ -144,7 +144,7 @@ class KernelAnchorManifold(_AnchorMetrics):
         anchors, _ = self._on(z)
         return torch.softmax(-_anchor_sq_dists(z, anchors) / self.temperature, -1)
 
-    def _metric(self, z):
+    def metric_field(self, z):
         anchors, metrics = self._on(z)
         pi = torch.softmax(-_anchor_sq_dists(z, anchors) / self.temperature, -1)
         return torch.einsum("...j,jab->...ab", pi.to(z.dtype), metrics)

@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 import torch
 
-from kahlergeom.manifolds._hermitian import psh_tolerance
+from kahlergeom._linalg import psh_tolerance
 
 
 def _check_metrics(G, name):

@@ -117,8 +117,8 @@ def assert_kahler(obj, z: torch.Tensor, *, rtol: float | None = None) -> None:
     M = _as_manifold(obj)
     M.check_point(z)
     rtol = default_tolerance(z.dtype, "kahler") if rtol is None else rtol
-    G = M._metric(z)
-    dG, _ = _wirtinger_jacobian(M._metric, z, M.chunk_size)  # dG[..., a, b, c] = ∂_c g_ab̄
+    G = M.metric_field(z)
+    dG, _ = _wirtinger_jacobian(M.metric_field, z, M.chunk_size)  # dG[..., a, b, c] = ∂_c g_ab̄
     res = (dG - dG.transpose(-1, -3)).abs().flatten(-3).amax(-1)
     dscale = dG.abs().flatten(-3).amax(-1)
     tol = rtol * torch.maximum(_scale(G), dscale)

@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from kahlergeom._linalg import hermitian_logdet
 from kahlergeom.manifolds._fisher import FisherManifold
-from kahlergeom.manifolds._hermitian import hermitian_logdet
 from kahlergeom.potentials._combinators import check_temperature
 from kahlergeom.potentials._mixture import GaussianMixturePotential
 from kahlergeom.vae._model import ComplexVAE
@@ -57,7 +57,7 @@ class GeometricRegulariser:
     def log_det(self, model: ComplexVAE, z: torch.Tensor, posterior) -> torch.Tensor:
         """log det G at latent points ``z`` (n_points, n), differentiable in the model."""
         if self.metric == "fisher":
-            G = FisherManifold(model.decoder, n=model.latent_dim)._metric(z.detach())
+            G = FisherManifold(model.decoder, n=model.latent_dim).metric_field(z.detach())
         else:
             # The constructor validates without detaching, so gradients reach the encoder.
             gm = GaussianMixturePotential(

@@ -23,6 +23,7 @@ from torch.func import grad as _grad
 from torch.func import hessian, jacfwd, vmap
 
 from kahlergeom._checks import check_in_domain, check_points, check_positive_int
+from kahlergeom._linalg import from_real, levi_from_real_hessian, to_real, wirtinger
 
 # torch imports its forward-mode decompositions lazily on the first jvp, and that import emits
 # a DeprecationWarning about torch.jit.script (torch 2.13). Import it once here, silently, so
@@ -43,17 +44,6 @@ __all__ = [
     "to_real",
     "wirtinger_jacobian",
 ]
-
-
-def to_real(z: torch.Tensor) -> torch.Tensor:
-    """Real coordinates of complex points: (..., n) complex → (..., 2n) real, u = (Re z, Im z)."""
-    return torch.cat([z.real, z.imag], dim=-1)
-
-
-def from_real(u: torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`to_real`: (..., 2n) real → (..., n) complex, z = u[:n] + i u[n:]."""
-    n = u.shape[-1] // 2
-    return torch.complex(u[..., :n], u[..., n:])
 
 
 def _real_scalar(f: Callable, n: int) -> Callable:
@@ -100,18 +90,6 @@ def _real_tensor(F: Callable, n: int) -> tuple[Callable, dict]:
 def _flatten(z: torch.Tensor) -> tuple[torch.Tensor, torch.Size]:
     batch = z.shape[:-1]
     return z.reshape(-1, z.shape[-1]), batch
-
-
-def levi_from_real_hessian(H: torch.Tensor) -> torch.Tensor:
-    """Levi matrix from the real Hessian (…, 2n, 2n) of a real function.
-
-    G = ¼ [(K_xx + K_yy) + i (K_xy − K_xyᵀ)], with the Hessian symmetrised first so that G is
-    exactly Hermitian.
-    """
-    n = H.shape[-1] // 2
-    H = 0.5 * (H + H.transpose(-1, -2))
-    kxx, kyy, kxy = H[..., :n, :n], H[..., n:, n:], H[..., :n, n:]
-    return 0.25 * torch.complex(kxx + kyy, kxy - kxy.transpose(-1, -2))
 
 
 def _is_missing_batching_rule(exc: RuntimeError) -> bool:
@@ -178,8 +156,7 @@ def _wirtinger_jacobian(
         # view_as_real put (re, im) just before the derivative axis: recombine.
         jx = torch.complex(jx[..., 0, :], jx[..., 1, :])
         jy = torch.complex(jy[..., 0, :], jy[..., 1, :])
-    d = 0.5 * (jx - 1j * jy)
-    dbar = 0.5 * (jx + 1j * jy)
+    d, dbar = wirtinger(jx, jy)
     shape = d.shape[1:]
     return d.reshape(*batch, *shape), dbar.reshape(*batch, *shape)
 
