@@ -1,7 +1,7 @@
 """Benchmark: geodesic distances, kahlergeom vs geomstats' generic machinery vs stochman.
 
 On charts where the truth is known in closed form (Fubini–Study chart of CP^2 and the complex
-hyperbolic ball B^2, MATH.md section 4), for far-apart pairs:
+hyperbolic ball B^2, docs/conventions.md § Closed forms), for far-apart pairs:
 
 * kahlergeom: ``KahlerManifold(...).dist`` (EnergyMinimisation + shooting), all pairs batched;
 * geomstats: a ``RiemannianMetric`` on R^4 given only ``metric_matrix = G_R`` (its own default

@@ -27,7 +27,7 @@ def wirtinger(dx: torch.Tensor, dy: torch.Tensor) -> tuple[torch.Tensor, torch.T
     """(∂, ∂̄) from the real partial derivatives: ∂ = ½(∂x − i∂y), ∂̄ = ½(∂x + i∂y).
 
     ``dx`` and ``dy`` are derivatives (real or complex, any equal shapes) along x and y of one
-    coordinate; see ``docs/conventions.md`` § Wirtinger calculus.
+    coordinate; see ``docs/conventions.md`` § Coordinates and derivatives.
     """
     return 0.5 * (dx - 1j * dy), 0.5 * (dx + 1j * dy)
 

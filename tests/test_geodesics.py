@@ -1,6 +1,6 @@
 """Geodesics: exp, log, dist, geodesic sampling, parallel transport, and the integrator.
 
-Oracles: closed-form exponential maps and distances (Fubini–Study, ball, Siegel; MATH.md
+Oracles: closed-form exponential maps and distances (Fubini–Study, ball, Siegel; docs/conventions.md
 section 4), the Fubini–Study great circle through homogeneous coordinates, geomstats'
 closed-form spaces (ComplexPoincareDisk, Siegel), scipy's solve_ivp with hand-written
 Christoffel symbols, and the Christoffel tensors of `kahlergeom.curvature`.

@@ -1,6 +1,6 @@
 """kahlergeom.interop.geomstats: a kahlergeom manifold as a geomstats space on R^{2n}.
 
-Checked against: the real metric G_R and the Hermitian form h (MATH.md section 2), geomstats'
+Checked against: the real metric G_R and the Hermitian form h (docs/conventions.md § Metric, lengths, volume), geomstats'
 closed-form ComplexPoincareDisk distance, the known Fréchet mean of symmetric points on the
 Fubini–Study chart (run with geomstats' own FrechetMean), and geomstats' RiemannianKMeans on a
 decoder latent (two well-separated clusters are recovered).
@@ -86,7 +86,7 @@ def test_dist_matches_geomstats_complex_poincare_disk(f64, gen):
 
 
 def test_exp_log_roundtrip_closed_form(f64):
-    # Fubini–Study exp_0(v) = tan|v| v/|v| (MATH.md section 4)
+    # Fubini–Study exp_0(v) = tan|v| v/|v| (docs/conventions.md § Closed forms)
     space = as_geomstats(kg.KahlerManifold(kg.potentials.FubiniStudy(1)))
     v = torch.tensor([0.3, -0.4])
     out = space.metric.exp(v, torch.zeros(2))

@@ -1,6 +1,6 @@
 """Potentials: values, domains, closed-form Levi matrices and gradients.
 
-Oracles: MATH.md sec. 4 closed forms written out in numpy; the Siegel-disk metric built entry by
+Oracles: docs/conventions.md § Closed forms closed forms written out in numpy; the Siegel-disk metric built entry by
 entry from h(V, W) = tr[(I−ZZ^H)^{-1} V (I−Z^HZ)^{-1} W^H] with explicit matrices V, W (a route
 independent of the Kronecker form in the code); autodiff (`ddbar`) for the closed-form `levi`
 of the combinators; finite differences (no autodiff) for `partial`; explicit numpy formulas for
@@ -140,7 +140,7 @@ def test_closed_form_flags():
     assert not Plain(2).has_closed_form_levi
 
 
-# -- closed-form levi against MATH.md and against autodiff -----------------------------------
+# -- closed-form levi against docs/conventions.md and against autodiff ----------------
 
 
 @pytest.mark.parametrize("n", NS)
