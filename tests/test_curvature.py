@@ -97,7 +97,8 @@ def test_fubini_study_closed_forms(n, seed):
     u = random_points(n, (3,), generator=g)
     v = random_points(n, (3,), generator=g)
     G = FubiniStudy(n).levi(z)
-    if n <= 3:  # the 4-index tensor: R = g⊗g + g⊗g (swapped) exactly (docs/conventions.md § Closed forms)
+    # the 4-index tensor: R = g⊗g + g⊗g (swapped) exactly (docs/conventions.md § Closed forms)
+    if n <= 3:
         assert_close(M.riemann(z), const_curvature_R(G, 2.0))
     assert_close(M.ricci(z), (n + 1) * G)
     assert_close(M.scalar_curvature(z), torch.full((3,), float(n * (n + 1)), dtype=torch.float64))
@@ -163,7 +164,8 @@ def test_siegel_disk_at_zero():
     H(V) = −2 Σσ⁴ / (Σσ²)² (σ the singular values of V): −2 on every rank-one V such as E11.
 
     docs/conventions.md's "−4 on span{E11, iE11}" is the *sectional* curvature of that real
-    plane (the Gaussian-curvature normalisation, = 2H with h-lengths): k = 1 is the Poincaré disk, whose
+    plane (the Gaussian-curvature normalisation, = 2H with h-lengths): k = 1 is the Poincaré
+    disk, whose
     Gaussian curvature is −4 and H = −2. Both are tested here."""
     k = 2
     M = kg.KahlerManifold(SiegelDisk(k))

@@ -1,7 +1,8 @@
 """Fisher metrics of decoders (`FisherManifold`) and the KL-exact potential (`KLPotential`).
 
 Oracles, each independent of the library's forward-mode JVP + real-Fisher route:
-- docs/conventions.md § Fisher metric of a decoder's three-term formula assembled here from Jacobians taken per point with
+- the three-term formula of docs/conventions.md § Fisher metric of a decoder, assembled here from
+  Jacobians taken per point with
   reverse-mode ``torch.autograd.functional.jacobian`` on real coordinates (and, once, from
   central finite differences without autodiff);
 - Monte Carlo: E[∂_a ℓ · conj(∂_b ℓ)] over samples from each likelihood's own sampler, with the
@@ -150,7 +151,8 @@ def jacobians_fd(dec, z, h=1e-5):
 
 
 def fisher_formula(dmu, dbmu, dv, dbv, var):
-    """docs/conventions.md § Fisher metric of a decoder: G[a,b] = (∂_bμ)^H Σ⁻¹ ∂_aμ + (∂̄_aμ)^H Σ⁻¹ ∂̄_bμ + tr(Σ⁻¹∂_aΣ Σ⁻¹∂̄_bΣ)."""
+    """docs/conventions.md § Fisher metric of a decoder: G[a,b] = (∂_bμ)^H Σ⁻¹ ∂_aμ + (∂̄_aμ)^H Σ⁻¹
+    ∂̄_bμ + tr(Σ⁻¹∂_aΣ Σ⁻¹∂̄_bΣ)."""
     iv = (1.0 / var).to(dmu.dtype)
     t1 = torch.einsum("db,d,da->ab", dmu.conj(), iv, dmu)
     t2 = torch.einsum("da,d,db->ab", dbmu.conj(), iv, dbmu)

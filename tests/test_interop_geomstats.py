@@ -1,6 +1,7 @@
 """kahlergeom.interop.geomstats: a kahlergeom manifold as a geomstats space on R^{2n}.
 
-Checked against: the real metric G_R and the Hermitian form h (docs/conventions.md § Metric, lengths, volume), geomstats'
+Checked against: the real metric G_R and the Hermitian form h (docs/conventions.md § Metric,
+lengths, volume), geomstats'
 closed-form ComplexPoincareDisk distance, the known Fréchet mean of symmetric points on the
 Fubini–Study chart (run with geomstats' own FrechetMean), and geomstats' RiemannianKMeans on a
 decoder latent (two well-separated clusters are recovered).

@@ -1,4 +1,5 @@
-"""kahlergeom.symbolic against closed forms (docs/conventions.md § Closed forms), torch autodiff and real calculus.
+"""kahlergeom.symbolic against closed forms (docs/conventions.md § Closed forms), torch autodiff and
+real calculus.
 
 Oracles: the closed-form Levi matrices, Ricci forms and curvatures of flat space, Fubini–Study
 and the ball, typed from the conventions page; `kahlergeom.ddbar` and
@@ -439,7 +440,8 @@ def test_ricci_form_is_einstein(n):
     "sign, make_K", [(1, lambda s: sp.log(1 + s)), (-1, lambda s: -sp.log(1 - s))]
 )
 def test_riemann_tensor_constant_holomorphic_curvature(sign, make_K):
-    """FS: R_{ab̄cd̄} = g_{ab̄}g_{cd̄} + g_{ad̄}g_{cb̄}; the ball: minus that (docs/conventions.md § Closed forms)."""
+    """FS: R_{ab̄cd̄} = g_{ab̄}g_{cd̄} + g_{ad̄}g_{cb̄}; the ball: minus that (docs/conventions.md §
+    Closed forms)."""
     z, zb = S.symbols(2)
     K = make_K(r2(z, zb))
     point = (sp.Rational(1, 3) + I / 5, -sp.Rational(1, 4) + I / 2)
@@ -470,7 +472,8 @@ def test_holomorphic_sectional_curvature(n):
 
 def test_hsc_matches_gaussian_curvature_in_real_coordinates():
     """n = 1: with h-lengths the real metric is λ(dx² + dy²), λ = G; its Gaussian curvature
-    −Δ log λ / (2λ) (real calculus, no Wirtinger derivatives) equals 2·H (docs/conventions.md § Curvature)."""
+    −Δ log λ / (2λ) (real calculus, no Wirtinger derivatives) equals 2·H (docs/conventions.md §
+    Curvature)."""
     z, zb = S.symbols(1)
     s = z[0] * zb[0]
     K = s + s**2 / 3 + sp.log(1 + (z[0] + 1 + I) * (zb[0] + 1 - I))

@@ -278,7 +278,8 @@ def test_activation_registry_and_error():
 
 # -- decoder geometry ----------------------------------------------------------------------
 def fd_fisher(decoder, z, h=1e-5):
-    """Fisher metric (docs/conventions.md § Fisher metric of a decoder) from central finite differences of (μ, σ²)."""
+    """Fisher metric (docs/conventions.md § Fisher metric of a decoder) from central finite
+    differences of (μ, σ²)."""
     n = z.shape[-1]
     mu0, var0 = decoder(z)
     var0 = var0.expand_as(mu0).real

@@ -1,6 +1,7 @@
 """The Wirtinger engine (ddbar, partial, wirtinger_jacobian, closedness_residual).
 
-Oracles: closed-form Levi matrices written out here in numpy (docs/conventions.md § Closed forms), central finite
+Oracles: closed-form Levi matrices written out here in numpy (docs/conventions.md § Closed forms),
+central finite
 differences of the potential's values (Richardson-extrapolated, no autodiff), and holomorphic /
 antiholomorphic test functions whose Wirtinger derivatives are known by hand.
 """
@@ -61,7 +62,8 @@ def _values(f, u: np.ndarray) -> np.ndarray:
 def fd_levi(f, z: torch.Tensor, h: float = 2e-3) -> np.ndarray:
     """Levi matrix from a Richardson-extrapolated central-difference real Hessian (numpy).
 
-    G = ¼[(K_xx + K_yy) + i(K_xy − K_xyᵀ)] (docs/conventions.md § Coordinates and derivatives), O(h⁴) truncation error.
+    G = ¼[(K_xx + K_yy) + i(K_xy − K_xyᵀ)] (docs/conventions.md § Coordinates and derivatives),
+    O(h⁴) truncation error.
     """
     u0 = to_real(z).numpy()
     m = u0.shape[-1]
@@ -154,7 +156,8 @@ def test_ddbar_ball_closed_form(n, gen):
 
 @pytest.mark.parametrize("n", [1, 3])
 def test_ddbar_at_origin_is_exact(n):
-    # Pitfall of docs/conventions.md § Coordinates and derivatives: |z|² must be differentiable at 0.
+    # Pitfall of docs/conventions.md § Coordinates and derivatives: |z|² must be differentiable at
+    # 0.
     z = torch.zeros(n, dtype=torch.complex128)
     eye = torch.eye(n, dtype=torch.complex128)
     assert_close(kg.ddbar(FubiniStudy(n), z), eye)

@@ -262,7 +262,8 @@ def riemannian_sectional_curvature(
     r"""Sectional curvature of the real metric $G_R$ on the real plane spanned by u and v.
 
     Valid for any Hermitian metric field, Kähler or not: the Levi-Civita connection of
-    $G_R$ in coordinates (x, y) (docs/conventions.md § Curvature), $R^k{}_{lij} = \partial_i\Gamma^k_{jl}
+    $G_R$ in coordinates (x, y) (docs/conventions.md § Curvature), $R^k{}_{lij} =
+    \partial_i\Gamma^k_{jl}
     - \partial_j\Gamma^k_{il} + \Gamma^k_{im}\Gamma^m_{jl} - \Gamma^k_{jm}\Gamma^m_{il}$ and
     $K(X, Y) = \langle R(X, Y)Y, X\rangle / (|X|^2|Y|^2 - \langle X, Y\rangle^2)$ with
     X = (Re u, Im u), Y = (Re v, Im v). Real ``(...)``; u and v must be ℝ-linearly

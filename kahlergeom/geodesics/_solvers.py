@@ -159,7 +159,8 @@ class EnergyMinimisation(GeodesicSolver):
     until they lie in the domain).
     Stage 2 (``refine``, a `Shooting`): Newton shooting from the polyline's initial tangent
     (second-order one-sided difference). The distance is the minimum length over the converged
-    candidates (docs/conventions.md § Numerical pitfalls: one start can converge to a longer geodesic).
+    candidates (docs/conventions.md § Numerical pitfalls: one start can converge to a longer
+    geodesic).
 
     With ``refine=None`` the result is the polyline alone (``length`` is the polyline length,
     ``converged`` means the energy's Newton iteration converged).

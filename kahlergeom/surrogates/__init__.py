@@ -1,6 +1,7 @@
 r"""Cheap stand-ins for the exact Fisher metric of a decoder, and how to measure them.
 
-* `from_posteriors`, `from_anchors`: the log-sum-exp (LSE) surrogate potential of docs/conventions.md § Log-sum-exp surrogate,
+* `from_posteriors`, `from_anchors`: the log-sum-exp (LSE) surrogate potential of
+docs/conventions.md § Log-sum-exp surrogate,
   a `GaussianMixturePotential` whose Levi matrix is a closed form (no decoder at query time),
   built from encoder posteriors $\mathcal{CN}(m_j, \Gamma_j)$ or from exact metrics at anchors.
 * `reduce_components`: k-means or random subsampling to m components.

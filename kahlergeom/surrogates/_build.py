@@ -1,4 +1,5 @@
-r"""Building the log-sum-exp surrogate potential from data (docs/conventions.md § Log-sum-exp surrogate).
+r"""Building the log-sum-exp surrogate potential from data (docs/conventions.md § Log-sum-exp
+surrogate).
 
 The surrogate is a `GaussianMixturePotential`
 $\Psi(z) = \tau\log\sum_j \exp\big(((z-m_j)^H P_j (z-m_j) + \log w_j)/\tau\big)$, whose
@@ -147,7 +148,8 @@ def from_posteriors(
     negative log-density of the posterior up to a constant — so its Levi matrix is
     $P_j^\top = \Gamma_j^{-\top}$ and $h(v, v) = v^H \Gamma_j^{-1} v$.
 
-    **Prior subtraction (Laplace view, docs/conventions.md § Log-sum-exp surrogate).** For a trained VAE with prior precision Λ
+    **Prior subtraction (Laplace view, docs/conventions.md § Log-sum-exp surrogate).** For a trained
+    VAE with prior precision Λ
     (Λ = I for the standard prior CN(0, I)) the posterior precision is ≈ Fisher metric + Λ, in
     the sense $\Gamma_j^{-1} \approx G(m_j)^\top + \Lambda$. With ``prior_precision=Λ`` the
     precisions become $P_j = \Gamma_j^{-1} - \Lambda$. The difference need not be positive

@@ -1,4 +1,5 @@
-r"""Volumes $\int_U \det G\, dA$ of regions of a chart (Riemannian volume, docs/conventions.md § Metric, lengths, volume).
+r"""Volumes $\int_U \det G\, dA$ of regions of a chart (Riemannian volume, docs/conventions.md §
+Metric, lengths, volume).
 
 * `volume_monte_carlo(manifold, n_samples, *, region=None, proposal=None, ...)`: importance
   sampling with a standard error and diagnostics (effective sample size, tail index of the
