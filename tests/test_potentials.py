@@ -1,7 +1,8 @@
 """Potentials: values, domains, closed-form Levi matrices and gradients.
 
 Oracles: the closed forms of docs/conventions.md § Closed forms written out in numpy; the
-Siegel-disk metric built entry by entry from h(V, W) = tr[(I−ZZ^H)^{-1} V (I−Z^HZ)^{-1} W^H] with explicit matrices V, W (a route
+Siegel-disk metric built entry by entry from h(V, W) = tr[(I−ZZ^H)^{-1} V (I−Z^HZ)^{-1} W^H]
+with explicit matrices V, W (a route
 independent of the Kronecker form in the code); autodiff (`ddbar`) for the closed-form `levi`
 of the combinators; finite differences (no autodiff) for `partial`; explicit numpy formulas for
 log-sum-exp values and its τ → 0 limit.
