@@ -136,5 +136,5 @@ def complex_normal_sample(
     real = torch.float32 if dtype == torch.complex64 else torch.float64
     gen_device = generator.device if generator is not None else device
     parts = torch.randn(*shape, 2, dtype=real, device=gen_device, generator=generator)
-    z = torch.view_as_complex(parts * (scale / math.sqrt(2.0))).to(device=device, dtype=dtype)
+    z = torch.view_as_complex(parts * (scale * math.sqrt(0.5))).to(device=device, dtype=dtype)
     return z + mean if not (isinstance(mean, float | int) and mean == 0) else z

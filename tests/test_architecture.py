@@ -22,7 +22,7 @@ PKG = ROOT / "kahlergeom"
 
 # Lowest first. Keep in sync with DESIGN.md (test_design_md_states_the_same_order checks it).
 LAYERS: list[set[str]] = [
-    {"_checks", "_linalg"},
+    {"_checks", "_dist", "_linalg"},
     {"wirtinger"},
     {"decoders"},
     {"potentials"},

@@ -1,5 +1,6 @@
 """Complex VAEs: complex layers and activations, the model, and geometry-aware training."""
 
+from kahlergeom.vae._distributed import DistributedTrainer
 from kahlergeom.vae._layers import (
     ACTIVATIONS,
     Cardioid,
@@ -32,6 +33,7 @@ __all__ = [
     "ComplexEncoder",
     "ComplexTanh",
     "ComplexVAE",
+    "DistributedTrainer",
     "GeometricRegulariser",
     "ModReLU",
     "Posterior",

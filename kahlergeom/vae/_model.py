@@ -18,14 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kahlergeom._checks import real_dtype_of
+from kahlergeom._linalg import complex_normal_sample
 from kahlergeom.decoders._likelihoods import ComplexGaussian
 from kahlergeom.vae._layers import complex_mlp
 
 _COMPLEX = (torch.complex64, torch.complex128)
-
-
-def _real_dtype(dtype):
-    return torch.float32 if dtype == torch.complex64 else torch.float64
 
 
 @dataclass
@@ -68,10 +66,7 @@ def complex_normal(shape, dtype, device=None, generator=None) -> torch.Tensor:
     Drawn on the generator's device (the trainer's generator lives on the CPU, so runs are
     reproducible across devices) and moved to ``device``.
     """
-    real = _real_dtype(dtype)
-    gen_device = generator.device if generator is not None else device
-    parts = torch.randn(*shape, 2, dtype=real, device=gen_device, generator=generator)
-    return torch.view_as_complex(parts * (0.5**0.5)).to(device=device, dtype=dtype)
+    return complex_normal_sample(tuple(shape), dtype=dtype, device=device, generator=generator)
 
 
 class ComplexEncoder(nn.Module):
@@ -122,7 +117,7 @@ class ComplexDecoder(nn.Module):
         self.body = complex_mlp([latent_dim, *hidden], activation, dtype, final_activation=True)
         h = hidden[-1] if hidden else latent_dim
         self.mean_head = nn.Linear(h, data_dim, dtype=dtype)
-        real = _real_dtype(dtype)
+        real = real_dtype_of(dtype)
         self.min_variance = float(min_variance)
         if variance == "learned":
             self.log_var = nn.Parameter(torch.full((data_dim,), -2.0, dtype=real))

@@ -195,15 +195,19 @@ class Trainer:
             term = reg(self.model, z[:k], posterior)
             loss = loss + reg.weight * term
             reg_value = float(term.detach())
-        if not math.isfinite(float(loss.detach())):
+        self._apply(loss, float(loss.detach()))
+        return float(loss.detach()), float(elbo.detach()), reg_value
+
+    def _apply(self, loss: torch.Tensor, loss_value: float) -> None:
+        """The end of every training step: refuse a non-finite loss, then one optimiser step."""
+        if not math.isfinite(loss_value):
             raise RuntimeError(
-                f"training diverged at epoch {self.epoch + 1}: the loss is {float(loss.detach())}; "
+                f"training diverged at epoch {self.epoch + 1}: the loss is {loss_value}; "
                 "lower the learning rate or the regulariser weight."
             )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return float(loss.detach()), float(elbo.detach()), reg_value
 
     def fit(self, resume: bool = True) -> TrainHistory:
         """Train up to ``config.epochs`` epochs (resuming from the checkpoint if it exists)."""
