@@ -8,7 +8,7 @@ import torch
 from torch.func import jvp, vmap
 
 from kahlergeom._checks import check_points
-from kahlergeom._linalg import from_real, levi_from_real_hessian, to_real
+from kahlergeom._linalg import from_real, levi_from_real_hessian, to_real, wirtinger
 from kahlergeom.decoders._decoders import check_decoder, decode_params, evaluate_decoder
 from kahlergeom.decoders._likelihoods import ComplexGaussian, Likelihood
 from kahlergeom.manifolds._hermitian import HermitianManifold
@@ -77,6 +77,7 @@ class FisherManifold(HermitianManifold):
         if n is None:
             self.n = None  # taken from the first points seen (check_point)
         self._assume_kahler = bool(assume_kahler)
+        self._decoder_checked = False  # its outputs, once, on the first successful call
 
     @property
     def is_kahler(self) -> bool:  # type: ignore[override]
@@ -85,12 +86,37 @@ class FisherManifold(HermitianManifold):
         return self._assume_kahler or self.n == 1
 
     def check_point(self, z, name: str = "z") -> torch.Tensor:
+        """Validate points; on the first call also the decoder's outputs (at one point).
+
+        The decoder is run here only until one call has succeeded: that call fixes ``n`` (when
+        it was not given) and proves the decoder returns the likelihood's parameters. A failing
+        first call changes nothing. The cheap mode check (no batch norm or dropout in training
+        mode) runs every time, since a module can be switched back to training mode.
+        """
         check_points(z, self.n, name)
-        if self.n is None:
-            self.n = z.shape[-1]
         check_decoder(self.decoder)
-        evaluate_decoder(self.decoder, self.likelihood, z)
+        if not self._decoder_checked:
+            evaluate_decoder(self.decoder, self.likelihood, z.reshape(-1, z.shape[-1])[:1])
+            self.n = z.shape[-1]
+            self._decoder_checked = True
         return z
+
+    def metric(self, z: torch.Tensor) -> torch.Tensor:
+        r"""Metric matrix $G[\ldots, a, b] = g_{a\bar b}(z)$, ``(..., n)`` → ``(..., n, n)``.
+
+        Raises ``ValueError`` naming the first point where the decoder's outputs (hence G) are
+        not finite, rather than returning NaN silently.
+        """
+        G = self.metric_field(self.check_point(z))
+        finite = torch.isfinite(torch.view_as_real(G)).flatten(-3).all(-1)
+        if not bool(finite.all()):
+            bad = (~finite).nonzero()
+            raise ValueError(
+                f"z: the decoder's outputs are not finite (or not differentiable) at "
+                f"{bad.shape[0]} point(s), first at batch index {tuple(bad[0].tolist())}; "
+                "the Fisher metric is undefined there."
+            )
+        return G
 
     def _params_of_real(self, u: torch.Tensor):
         return decode_params(self.decoder, self.likelihood, from_real(u))
@@ -141,9 +167,7 @@ class FisherManifold(HermitianManifold):
                 "holomorphy_residual needs a decoder with a complex mean; this decoder's first "
                 f"output is {dmean.dtype}."
             )
-        dx, dy = dmean[:, :n], dmean[:, n:]
-        d = 0.5 * (dx - 1j * dy)
-        dbar = 0.5 * (dx + 1j * dy)
+        d, dbar = wirtinger(dmean[:, :n], dmean[:, n:])
         nd = torch.linalg.vector_norm(d, dim=(-1, -2))
         nb = torch.linalg.vector_norm(dbar, dim=(-1, -2))
         tiny = torch.finfo(nd.dtype).tiny
