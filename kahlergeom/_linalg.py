@@ -99,6 +99,19 @@ def psh_tolerance(G: torch.Tensor, rtol: float | None = None) -> torch.Tensor:
     return rtol * scale
 
 
+def psd_test(
+    G: torch.Tensor, *, strict: bool = False, rtol: float | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(ok, λ_min, tol)``: is the Hermitian G positive semidefinite (``strict``: definite)?
+
+    λ_min is the smallest eigenvalue of the Hermitian part, tol = :func:`psh_tolerance`; PSD
+    means λ_min ≥ −tol, definite λ_min > tol. All three are ``(...)``.
+    """
+    lam = torch.linalg.eigvalsh(0.5 * (G + G.mH))[..., 0]
+    tol = psh_tolerance(G, rtol)
+    return (lam > tol if strict else lam >= -tol), lam, tol
+
+
 def kish_ess(log_weights: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """Kish effective sample size (Σw)²/Σw² of importance weights given as logs."""
     w = torch.softmax(log_weights, dim=dim)

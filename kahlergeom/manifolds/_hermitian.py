@@ -12,7 +12,7 @@ from kahlergeom._checks import (
     check_positive_int,
     check_same_shape,
 )
-from kahlergeom._linalg import psh_tolerance, real_metric
+from kahlergeom._linalg import psd_test, real_metric
 from kahlergeom.curvature import _curvature as _curv
 from kahlergeom.potentials._base import KahlerPotential
 from kahlergeom.wirtinger._ddbar import _levi, closedness_residual
@@ -133,10 +133,7 @@ class HermitianManifold(abc.ABC):
         strictly PSH means λ_min > tol. For a potential's Levi matrix this is the
         (strict) plurisubharmonicity of the potential at z.
         """
-        G = self.metric(z)
-        lam = torch.linalg.eigvalsh(G)[..., 0]
-        tol = psh_tolerance(G, rtol)
-        return lam > tol if strict else lam >= -tol
+        return psd_test(self.metric(z), strict=strict, rtol=rtol)[0]
 
     def closedness_residual(self, z: torch.Tensor, *, relative: bool = True) -> torch.Tensor:
         r"""Kähler-closedness residual $\max|\partial_c g_{a\bar b} - \partial_a g_{c\bar b}|$.

@@ -6,7 +6,7 @@ Subclass `KahlerPotential` and implement ``__call__`` to add your own.
 
 from kahlergeom.potentials._base import KahlerPotential, sq_norm
 from kahlergeom.potentials._closed_forms import ComplexHyperbolic, Flat, FubiniStudy, SiegelDisk
-from kahlergeom.potentials._combinators import LogSumExp, Product, lse_levi
+from kahlergeom.potentials._combinators import LogSumExp, PotentialSum, Product, lse_levi
 from kahlergeom.potentials._kl import KLPotential
 from kahlergeom.potentials._mixture import GaussianMixturePotential, Quadratic
 
@@ -18,6 +18,7 @@ __all__ = [
     "KLPotential",
     "KahlerPotential",
     "LogSumExp",
+    "PotentialSum",
     "Product",
     "Quadratic",
     "SiegelDisk",

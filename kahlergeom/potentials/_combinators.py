@@ -231,3 +231,35 @@ class LogSumExp(KahlerPotential):
 
     def __repr__(self):
         return f"LogSumExp(m={len(self.components)}, n={self.n}, temperature={self.temperature})"
+
+
+class PotentialSum(KahlerPotential):
+    r"""$K = \sum_i K_i$ of potentials on the same C^n (PSH when every term is).
+
+    Its Levi matrix and ∂K are the sums of the terms' own ``levi`` / ``partial``.
+    """
+
+    def __init__(self, terms):
+        terms = list(terms)
+        if not terms or not all(isinstance(t, KahlerPotential) for t in terms):
+            raise ValueError(f"terms must be a non-empty list of KahlerPotential; got {terms!r}.")
+        ns = {t.n for t in terms}
+        if len(ns) != 1:
+            raise ValueError(f"terms must all have the same n; got {[t.n for t in terms]}.")
+        self.terms = terms
+        super().__init__(ns.pop())
+
+    def __call__(self, z):
+        return sum(t(z) for t in self.terms)
+
+    def contains(self, z):
+        return torch.stack([t.contains(z) for t in self.terms], -1).all(-1)
+
+    def levi(self, z):
+        return sum(t.levi(z) for t in self.terms)
+
+    def partial(self, z):
+        return sum(t.partial(z) for t in self.terms)
+
+    def __repr__(self):
+        return f"PotentialSum([{', '.join(map(repr, self.terms))}])"

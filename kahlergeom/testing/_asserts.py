@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import torch
 
-from kahlergeom.manifolds import HermitianManifold, KahlerManifold, psh_tolerance
+from kahlergeom._linalg import psd_test
+from kahlergeom.manifolds import HermitianManifold, KahlerManifold
 from kahlergeom.potentials import KahlerPotential
-from kahlergeom.wirtinger._ddbar import _wirtinger_jacobian
+from kahlergeom.wirtinger._ddbar import _closedness
 
 __all__ = [
     "assert_batch_consistent",
@@ -89,11 +90,8 @@ def assert_psh(obj, z: torch.Tensor, *, strict: bool = False, rtol: float | None
     PSD needs λ_min ≥ −tol, strict needs λ_min > tol.
     """
     M = _as_manifold(obj)
-    G = M.metric(z)
-    G = 0.5 * (G + G.mH)
-    lam = torch.linalg.eigvalsh(G)[..., 0]
-    tol = psh_tolerance(G, rtol)
-    bad = ~(lam > tol) if strict else ~(lam >= -tol)
+    ok, lam, tol = psd_test(M.metric(z), strict=strict, rtol=rtol)
+    bad = ~ok
     if bool(bad.any()):
         i = _first_bad(bad)
         what = "positive definite" if strict else "positive semidefinite"
@@ -118,9 +116,7 @@ def assert_kahler(obj, z: torch.Tensor, *, rtol: float | None = None) -> None:
     M.check_point(z)
     rtol = default_tolerance(z.dtype, "kahler") if rtol is None else rtol
     G = M.metric_field(z)
-    dG, _ = _wirtinger_jacobian(M.metric_field, z, M.chunk_size)  # dG[..., a, b, c] = ∂_c g_ab̄
-    res = (dG - dG.transpose(-1, -3)).abs().flatten(-3).amax(-1)
-    dscale = dG.abs().flatten(-3).amax(-1)
+    res, dscale = _closedness(M.metric_field, z, M.chunk_size)  # as closedness_residual
     tol = rtol * torch.maximum(_scale(G), dscale)
     bad = ~(res <= tol)
     if bool(bad.any()):

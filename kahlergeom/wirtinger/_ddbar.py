@@ -242,6 +242,15 @@ def wirtinger_jacobian(
     return _wirtinger_jacobian(F, z, chunk_size)
 
 
+def _closedness(
+    metric_fn: Callable, z: torch.Tensor, chunk_size: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unchecked ``(max|∂_c g_ab̄ − ∂_a g_cb̄|, max|∂g|)`` per point, each real ``(...)``."""
+    dG, _ = _wirtinger_jacobian(metric_fn, z, chunk_size)  # (..., a, b, c) = ∂_c g_ab̄
+    res = (dG - dG.transpose(-1, -3)).abs().flatten(-3).amax(-1)
+    return res, dG.abs().flatten(-3).amax(-1)
+
+
 def closedness_residual(
     metric_fn: Callable,
     z: torch.Tensor,
@@ -266,10 +275,8 @@ def closedness_residual(
     """
     check_points(z, None, "z")
     _check_chunk(chunk_size)
-    dG, _ = _wirtinger_jacobian(metric_fn, z, chunk_size)  # (..., a, b, c) = ∂_c g_ab
-    res = (dG - dG.transpose(-1, -3)).abs().flatten(-3).amax(-1)
+    res, scale = _closedness(metric_fn, z, chunk_size)
     if not relative:
         return res
-    scale = dG.abs().flatten(-3).amax(-1)
     tiny = torch.finfo(res.dtype).tiny
     return torch.where(scale > tiny, res / scale.clamp_min(tiny), torch.zeros_like(res))
