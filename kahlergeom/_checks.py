@@ -85,3 +85,48 @@ def check_positive_int(value, name: str, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
     return value
+
+
+class NotKahlerError(ValueError):
+    """A Kähler-only formula was asked of a metric that is not known to be Kähler."""
+
+
+def require_kahler(manifold, what: str) -> None:
+    """Raise `NotKahlerError` unless ``manifold.is_kahler`` is True."""
+    if not getattr(manifold, "is_kahler", False):
+        raise NotKahlerError(
+            f"{what} uses Kähler formulas, but {manifold!r} is not known to be Kähler "
+            "(is_kahler is False). Measure how far its metric is from a closed one with "
+            "manifold.closedness_residual(z); for the curvature of its real metric G_R, use "
+            "manifold.riemannian_sectional_curvature(z, u, v), which holds for any Hermitian "
+            "metric."
+        )
+
+
+def check_nonzero(v: torch.Tensor, name: str) -> None:
+    """Raise ValueError if some tangent vector ``v`` is zero (h(v, v) = 0 would divide by 0)."""
+    norm = torch.linalg.vector_norm(v, dim=-1)
+    if not bool((norm > 0).all()):
+        bad = (norm == 0).nonzero()
+        raise ValueError(
+            f"{name} must be a nonzero tangent vector at every point; it is zero at "
+            f"{bad.shape[0]} point(s), first at batch index {tuple(bad[0].tolist())}."
+        )
+
+
+def check_independent(u: torch.Tensor, v: torch.Tensor, G: torch.Tensor) -> None:
+    """Raise ValueError unless u, v span a real 2-plane at every point (Gram determinant > 0)."""
+
+    def g(a, b):
+        return torch.einsum("...a,...ab,...b->...", a, G, b.conj()).real
+
+    guu, gvv, guv = g(u, u), g(v, v), g(u, v)
+    gram = guu * gvv - guv**2
+    tol = 1e3 * torch.finfo(gram.dtype).eps * guu * gvv
+    if not bool((gram > tol).all()):
+        bad = (gram <= tol).nonzero()
+        raise ValueError(
+            "u and v must be linearly independent over R (span a real 2-plane) at every point; "
+            f"they are (nearly) parallel at {bad.shape[0]} point(s), first at batch index "
+            f"{tuple(bad[0].tolist())}. For the plane of a complex line take v = 1j * u."
+        )

@@ -36,11 +36,14 @@ def levi_from_real_hessian(H: torch.Tensor) -> torch.Tensor:
     """Levi matrix from the real Hessian (…, 2n, 2n) of a real function.
 
     G = ¼ [(K_xx + K_yy) + i (K_xy − K_xyᵀ)], with the Hessian symmetrised first so that G is
-    exactly Hermitian.
+    exactly Hermitian. A complex H (the real Hessians of the entries of a complex field, e.g.
+    of g_{a b̄}) gives ∂_c ∂̄_d of each entry by the same formula.
     """
     n = H.shape[-1] // 2
     H = 0.5 * (H + H.transpose(-1, -2))
     kxx, kyy, kxy = H[..., :n, :n], H[..., n:, n:], H[..., :n, n:]
+    if H.is_complex():
+        return 0.25 * ((kxx + kyy) + 1j * (kxy - kxy.transpose(-1, -2)))
     return 0.25 * torch.complex(kxx + kyy, kxy - kxy.transpose(-1, -2))
 
 

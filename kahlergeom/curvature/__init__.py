@@ -1,14 +1,13 @@
 """Connections and curvature of Hermitian/Kähler metric fields (autodiff, batched)."""
 
+from kahlergeom._checks import NotKahlerError
 from kahlergeom.curvature._connection import (
     kahler_christoffel,
     levi_civita_christoffel,
     real_metric_fn,
 )
 from kahlergeom.curvature._curvature import (
-    NotKahlerError,
     bisectional_curvature,
-    christoffel,
     holomorphic_sectional_curvature,
     ricci,
     riemann,
@@ -19,7 +18,6 @@ from kahlergeom.curvature._curvature import (
 __all__ = [
     "NotKahlerError",
     "bisectional_curvature",
-    "christoffel",
     "holomorphic_sectional_curvature",
     "kahler_christoffel",
     "levi_civita_christoffel",

@@ -20,7 +20,8 @@ from collections.abc import Callable
 
 import torch
 
-from kahlergeom.wirtinger._ddbar import _wirtinger_jacobian, from_real, to_real
+from kahlergeom._linalg import from_real, real_metric, to_real
+from kahlergeom.wirtinger._ddbar import _wirtinger_jacobian
 
 
 def kahler_christoffel(
@@ -43,10 +44,7 @@ def real_metric_fn(metric_fn: Callable) -> Callable:
     """u ∈ R^{2n} ↦ G_R(u) = [[Re G, Im G], [−Im G, Re G]] (real 2n×2n)."""
 
     def fn(u: torch.Tensor) -> torch.Tensor:
-        G = metric_fn(from_real(u))
-        top = torch.cat([G.real, G.imag], -1)
-        bottom = torch.cat([-G.imag, G.real], -1)
-        return torch.cat([top, bottom], -2)
+        return real_metric(metric_fn(from_real(u)))
 
     return fn
 
@@ -66,14 +64,17 @@ def levi_civita_christoffel(
     uf = u.reshape(-1, u.shape[-1])
     gr = gfn(uf)
     dg = vmap(jacfwd(gfn), chunk_size=chunk_size)(uf)  # dg[..., i, j, k] = ∂_k g_ij
-    first = 0.5 * _first_kind(dg)  # Γ_{l i j} of the first kind, [..., l, i, j]
+    first = 0.5 * first_kind(dg)  # Γ_{l i j} of the first kind, [..., l, i, j]
     m = u.shape[-1]
     gamma = torch.linalg.solve(gr, first.reshape(-1, m, m * m))
     return gamma.reshape(*u.shape[:-1], m, m, m)
 
 
-def _first_kind(dg: torch.Tensor) -> torch.Tensor:
-    """[..., l, i, j] = ∂_i g_jl + ∂_j g_il − ∂_l g_ij from dg[..., p, q, r] = ∂_r g_pq."""
+def first_kind(dg: torch.Tensor) -> torch.Tensor:
+    """Twice the Christoffel symbols of the first kind, ``[..., l, i, j]``.
+
+    ∂_i g_jl + ∂_j g_il − ∂_l g_ij from ``dg[..., p, q, r]`` = ∂_r g_pq.
+    """
     a = torch.einsum("...jli->...lij", dg)  # ∂_i g_jl
     b = torch.einsum("...ilj->...lij", dg)  # ∂_j g_il
     c = torch.einsum("...ijl->...lij", dg)  # ∂_l g_ij

@@ -26,24 +26,24 @@ from collections.abc import Callable
 import torch
 from torch.func import jacfwd, jvp, vmap
 
-from kahlergeom.curvature._connection import kahler_christoffel, real_metric_fn
-from kahlergeom.wirtinger._ddbar import _levi, from_real, to_real
+from kahlergeom._linalg import (
+    from_real,
+    hermitian_logdet,
+    levi_from_real_hessian,
+    to_real,
+    wirtinger,
+)
+from kahlergeom.curvature._connection import first_kind, real_metric_fn
+from kahlergeom.wirtinger._ddbar import _levi
 
 __all__ = [
     "bisectional_curvature",
-    "christoffel",
     "holomorphic_sectional_curvature",
     "riemann",
     "riemannian_sectional_curvature",
     "ricci",
     "scalar_curvature",
 ]
-
-
-def _logdet(G: torch.Tensor) -> torch.Tensor:
-    """log det of a Hermitian positive definite matrix via Cholesky (autodiff-stable)."""
-    L = torch.linalg.cholesky(G)
-    return 2 * torch.log(torch.diagonal(L, dim1=-2, dim2=-1).real).sum(-1)
 
 
 def _complex_view(metric_fn: Callable) -> Callable:
@@ -68,14 +68,6 @@ def _flat(*tensors: torch.Tensor) -> tuple[list[torch.Tensor], torch.Size]:
     return flat, batch
 
 
-def christoffel(
-    metric_fn: Callable, z: torch.Tensor, chunk_size: int | None = None
-) -> torch.Tensor:
-    r"""Kähler Christoffel symbols ``Γ[..., l, a, b]`` $= \Gamma^l_{ab} = \sum_m g^{l\bar m}
-    \partial_a g_{b\bar m}$, shape ``(..., n, n, n)`` (same as `kahler_christoffel`)."""
-    return kahler_christoffel(metric_fn, z, chunk_size)
-
-
 def _riemann_point(metric_fn: Callable, u: torch.Tensor) -> torch.Tensor:
     """R[a, b, c, d] at one point u ∈ R^{2n}."""
     n = u.shape[-1] // 2
@@ -83,13 +75,10 @@ def _riemann_point(metric_fn: Callable, u: torch.Tensor) -> torch.Tensor:
     G = _as_complex(fn(u), -1)
     J = _as_complex(jacfwd(fn)(u), -2)  # J[a, b, i] = ∂G_ab/∂u_i
     Hs = _as_complex(jacfwd(jacfwd(fn))(u), -3)  # Hs[a, b, i, j] = ∂²G_ab/∂u_i∂u_j
-    jx, jy = J[..., :n], J[..., n:]
-    dG = 0.5 * (jx - 1j * jy)  # dG[a, b, c] = ∂_c g_{a b̄}
-    dbarG = 0.5 * (jx + 1j * jy)  # dbarG[a, b, d] = ∂̄_d g_{a b̄}
-    hxx, hyy = Hs[..., :n, :n], Hs[..., n:, n:]
-    hxy, hyx = Hs[..., :n, n:], Hs[..., n:, :n]
-    # ∂_c ∂̄_d = ¼ (∂x_c − i ∂y_c)(∂x_d + i ∂y_d) = ¼ [∂x_c∂x_d + ∂y_c∂y_d + i(∂x_c∂y_d − ∂y_c∂x_d)]
-    ddbarG = 0.25 * (hxx + hyy + 1j * (hxy - hyx))  # [a, b, c, d] = ∂_c ∂̄_d g_{a b̄}
+    # dG[a, b, c] = ∂_c g_{a b̄}, dbarG[a, b, d] = ∂̄_d g_{a b̄}
+    dG, dbarG = wirtinger(J[..., :n], J[..., n:])
+    # ∂_c ∂̄_d g_{a b̄}: the Levi matrix of each entry's real Hessian, [a, b, c, d]
+    ddbarG = levi_from_real_hessian(Hs)
     Ginv = torch.linalg.inv(G)  # g^{m k̄} = Ginv[k, m]
     quad = torch.einsum("km,akc,mbd->abcd", Ginv, dG, dbarG)
     return -ddbarG + quad
@@ -120,7 +109,7 @@ def ricci(metric_fn: Callable, z: torch.Tensor, chunk_size: int | None = None) -
     """
 
     def neg_logdet(w: torch.Tensor) -> torch.Tensor:
-        return -_logdet(metric_fn(w))
+        return -hermitian_logdet(metric_fn(w))
 
     return _levi(neg_logdet, z, chunk_size)
 
@@ -165,7 +154,7 @@ def _bisectional_numerator_point(
     tiv = to_real(1j * v)
     G, d1, dd1 = _directional(metric_fn, u, tv)
     _, d2, dd2 = _directional(metric_fn, u, tiv)
-    dvG = 0.5 * (d1 - 1j * d2)  # Σ_c v_c ∂_c G
+    dvG = wirtinger(d1, d2)[0]  # Σ_c v_c ∂_c G
     levi_term = 0.25 * torch.einsum("i,ij,j->", a, dd1 + dd2, a.conj())
     w = torch.einsum("i,ik->k", a, dvG)
     quad = torch.einsum("k,k->", w, torch.linalg.solve(G, w.conj()))
@@ -220,11 +209,7 @@ def _lc_gamma(gfn: Callable) -> Callable:
     def gamma(u):
         g = gfn(u)
         dg = jacfwd(gfn)(u)  # dg[p, q, r] = ∂_r g_pq
-        first = 0.5 * (
-            torch.einsum("jli->lij", dg)
-            + torch.einsum("ilj->lij", dg)
-            - torch.einsum("ijl->lij", dg)
-        )
+        first = 0.5 * first_kind(dg)
         # inv, not solve: vmap(jacfwd(torch.linalg.solve)) returns garbage in torch 2.13.
         return torch.einsum("kl,lij->kij", torch.linalg.inv(g), first)
 
@@ -275,51 +260,3 @@ def riemannian_sectional_curvature(
         return _sectional_point(metric_fn, to_real(zp), to_real(up), to_real(vp))
 
     return vmap(point, chunk_size=chunk_size)(zf, uf, vf).reshape(batch)
-
-
-# -- helpers for the manifold methods ---------------------------------------------------------
-
-
-class NotKahlerError(ValueError):
-    """A Kähler-only formula was asked of a metric that is not known to be Kähler."""
-
-
-def require_kahler(manifold, what: str) -> None:
-    """Raise `NotKahlerError` unless ``manifold.is_kahler`` is True."""
-    if not getattr(manifold, "is_kahler", False):
-        raise NotKahlerError(
-            f"{what} uses Kähler formulas, but {manifold!r} is not known to be Kähler "
-            "(is_kahler is False). Measure how far its metric is from a closed one with "
-            "manifold.closedness_residual(z); for the curvature of its real metric G_R, use "
-            "manifold.riemannian_sectional_curvature(z, u, v), which holds for any Hermitian "
-            "metric."
-        )
-
-
-def check_nonzero(v: torch.Tensor, name: str) -> None:
-    """Raise ValueError if some tangent vector ``v`` is zero (h(v, v) = 0 would divide by 0)."""
-    norm = torch.linalg.vector_norm(v, dim=-1)
-    if not bool((norm > 0).all()):
-        bad = (norm == 0).nonzero()
-        raise ValueError(
-            f"{name} must be a nonzero tangent vector at every point; it is zero at "
-            f"{bad.shape[0]} point(s), first at batch index {tuple(bad[0].tolist())}."
-        )
-
-
-def check_independent(u: torch.Tensor, v: torch.Tensor, G: torch.Tensor) -> None:
-    """Raise ValueError unless u, v span a real 2-plane at every point (Gram determinant > 0)."""
-
-    def g(a, b):
-        return torch.einsum("...a,...ab,...b->...", a, G, b.conj()).real
-
-    guu, gvv, guv = g(u, u), g(v, v), g(u, v)
-    gram = guu * gvv - guv**2
-    tol = 1e3 * torch.finfo(gram.dtype).eps * guu * gvv
-    if not bool((gram > tol).all()):
-        bad = (gram <= tol).nonzero()
-        raise ValueError(
-            "u and v must be linearly independent over R (span a real 2-plane) at every point; "
-            f"they are (nearly) parallel at {bad.shape[0]} point(s), first at batch index "
-            f"{tuple(bad[0].tolist())}. For the plane of a complex line take v = 1j * u."
-        )

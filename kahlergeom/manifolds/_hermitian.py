@@ -6,14 +6,17 @@ import abc
 
 import torch
 
+from kahlergeom import curvature as _curv
 from kahlergeom._checks import (
     check_in_domain,
+    check_independent,
+    check_nonzero,
     check_points,
     check_positive_int,
     check_same_shape,
+    require_kahler,
 )
 from kahlergeom._linalg import psd_test, real_metric
-from kahlergeom.curvature import _curvature as _curv
 from kahlergeom.potentials._base import KahlerPotential
 from kahlergeom.wirtinger._ddbar import _levi, closedness_residual
 
@@ -155,8 +158,8 @@ class HermitianManifold(abc.ABC):
         Levi-Civita connection of a non-closed metric
         (`kahlergeom.curvature.levi_civita_christoffel` does, in real coordinates).
         """
-        _curv.require_kahler(self, "christoffel")
-        return _curv.christoffel(self.metric_field, self.check_point(z), self.chunk_size)
+        require_kahler(self, "christoffel")
+        return _curv.kahler_christoffel(self.metric_field, self.check_point(z), self.chunk_size)
 
     def riemann(self, z: torch.Tensor) -> torch.Tensor:
         r"""Curvature tensor ``R[..., a, b, c, d]`` $= R_{a\bar b c\bar d}$, ``(..., n, n, n, n)``.
@@ -165,7 +168,7 @@ class HermitianManifold(abc.ABC):
         (\partial_c g_{a\bar k})(\bar\partial_d g_{m\bar b})$ (see
         `kahlergeom.curvature.riemann`). Kähler only: raises `NotKahlerError` otherwise.
         """
-        _curv.require_kahler(self, "riemann")
+        require_kahler(self, "riemann")
         return _curv.riemann(self.metric_field, self.check_point(z), self.chunk_size)
 
     def ricci(self, z: torch.Tensor) -> torch.Tensor:
@@ -173,7 +176,7 @@ class HermitianManifold(abc.ABC):
 
         Kähler only (raises `NotKahlerError` otherwise); Fubini–Study gives $(n+1)G$.
         """
-        _curv.require_kahler(self, "ricci")
+        require_kahler(self, "ricci")
         return _curv.ricci(self.metric_field, self.check_point(z), self.chunk_size)
 
     def scalar_curvature(self, z: torch.Tensor) -> torch.Tensor:
@@ -183,7 +186,7 @@ class HermitianManifold(abc.ABC):
         curvature of $G_R$ is $4s$).
         Kähler only (raises `NotKahlerError` otherwise).
         """
-        _curv.require_kahler(self, "scalar_curvature")
+        require_kahler(self, "scalar_curvature")
         return _curv.scalar_curvature(self.metric_field, self.check_point(z), self.chunk_size)
 
     def holomorphic_sectional_curvature(self, z: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -193,10 +196,10 @@ class HermitianManifold(abc.ABC):
         plane span{v, iv} has sectional curvature $2H(v)$. Kähler only (raises
         `NotKahlerError` otherwise; `riemannian_sectional_curvature` works for any metric).
         """
-        _curv.require_kahler(self, "holomorphic_sectional_curvature")
+        require_kahler(self, "holomorphic_sectional_curvature")
         self.check_point(z)
         check_same_shape(z, v, "v")
-        _curv.check_nonzero(v, "v")
+        check_nonzero(v, "v")
         return _curv.holomorphic_sectional_curvature(self.metric_field, z, v, self.chunk_size)
 
     def bisectional_curvature(
@@ -208,12 +211,12 @@ class HermitianManifold(abc.ABC):
         Fubini–Study. Kähler only (raises
         `NotKahlerError` otherwise).
         """
-        _curv.require_kahler(self, "bisectional_curvature")
+        require_kahler(self, "bisectional_curvature")
         self.check_point(z)
         check_same_shape(z, u, "u")
         check_same_shape(z, v, "v")
-        _curv.check_nonzero(u, "u")
-        _curv.check_nonzero(v, "v")
+        check_nonzero(u, "u")
+        check_nonzero(v, "v")
         return _curv.bisectional_curvature(self.metric_field, z, u, v, self.chunk_size)
 
     def riemannian_sectional_curvature(
@@ -228,7 +231,7 @@ class HermitianManifold(abc.ABC):
         G = self.metric(z)
         check_same_shape(z, u, "u")
         check_same_shape(z, v, "v")
-        _curv.check_independent(u, v, G)
+        check_independent(u, v, G)
         return _curv.riemannian_sectional_curvature(self.metric_field, z, u, v, self.chunk_size)
 
     # -- geodesics (kahlergeom.geodesics) -------------------------------------------------------
