@@ -130,3 +130,32 @@ def check_independent(u: torch.Tensor, v: torch.Tensor, G: torch.Tensor) -> None
             f"they are (nearly) parallel at {bad.shape[0]} point(s), first at batch index "
             f"{tuple(bad[0].tolist())}. For the plane of a complex line take v = 1j * u."
         )
+
+
+def check_hermitian_pd(
+    P: torch.Tensor, label: str, *, hint: str, hermitian_rtol: float | None = None
+) -> torch.Tensor:
+    """Validate a stack of matrices ``(m, n, n)`` as Hermitian positive definite.
+
+    Returns the Hermitian part ½(P + Pᴴ). ``label`` is formatted with ``i`` (the first bad
+    index) to name the offending matrix in the message, e.g. ``"precisions[{i}]"``; ``hint``
+    says what the caller expected. Asymmetry beyond ``hermitian_rtol``·max(1, max|P|) (default
+    1000 eps) is refused; positive definiteness is tested by Cholesky.
+    """
+    if hermitian_rtol is None:
+        hermitian_rtol = 1e3 * torch.finfo(P.real.dtype).eps
+    asym = (P - P.mH).abs().amax((-1, -2))
+    scale = P.abs().amax((-1, -2)).clamp_min(1.0)
+    bad = (asym > hermitian_rtol * scale).nonzero()
+    if bad.numel():
+        i = bad[0].item()
+        raise ValueError(
+            f"{label.format(i=i)} is not Hermitian (max |P - P^H| = {asym[i].item():.3g}); "
+            "pass 0.5 * (P + P.mH) if the asymmetry is rounding."
+        )
+    P = 0.5 * (P + P.mH)
+    _, info = torch.linalg.cholesky_ex(P)
+    bad = (info != 0).nonzero()
+    if bad.numel():
+        raise ValueError(f"{label.format(i=bad[0].item())} is not positive definite; {hint}")
+    return P

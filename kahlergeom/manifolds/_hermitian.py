@@ -16,7 +16,7 @@ from kahlergeom._checks import (
     check_same_shape,
     require_kahler,
 )
-from kahlergeom._linalg import psd_test, real_metric
+from kahlergeom._linalg import hermitian_logdet_ex, psd_test, real_metric
 from kahlergeom.potentials._base import KahlerPotential
 from kahlergeom.wirtinger._ddbar import _levi, closedness_residual
 
@@ -98,13 +98,12 @@ class HermitianManifold(abc.ABC):
         determinant is positive, and returns NaN where it is ≤ 0 (no volume density there).
         """
         G = self.metric(z)
-        L, info = torch.linalg.cholesky_ex(G)
-        chol = 2 * torch.log(torch.diagonal(L, dim1=-2, dim2=-1).real).sum(-1)
-        if bool((info == 0).all()):
+        chol, pd = hermitian_logdet_ex(G)
+        if bool(pd.all()):
             return chol
         sign, logabs = torch.linalg.slogdet(G)
         fallback = torch.where(sign.real > 0, logabs, torch.full_like(logabs, float("nan")))
-        return torch.where(info == 0, chol, fallback)
+        return torch.where(pd, chol, fallback)
 
     def volume_density(self, z: torch.Tensor) -> torch.Tensor:
         r"""Riemannian volume density $\det G(z)$ w.r.t. Lebesgue measure on $\mathbb R^{2n}$.
@@ -115,11 +114,10 @@ class HermitianManifold(abc.ABC):
         determinant (which may be ≤ 0 for an indefinite form).
         """
         G = self.metric(z)
-        L, info = torch.linalg.cholesky_ex(G)
-        chol = torch.exp(2 * torch.log(torch.diagonal(L, dim1=-2, dim2=-1).real).sum(-1))
-        if bool((info == 0).all()):
-            return chol
-        return torch.where(info == 0, chol, torch.linalg.det(G).real)
+        chol, pd = hermitian_logdet_ex(G)
+        if bool(pd.all()):
+            return chol.exp()
+        return torch.where(pd, chol.exp(), torch.linalg.det(G).real)
 
     # -- checks of the metric -------------------------------------------------------------
     def min_eigenvalue(self, z: torch.Tensor) -> torch.Tensor:

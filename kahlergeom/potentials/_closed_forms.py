@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from kahlergeom._checks import check_positive_int
+from kahlergeom._linalg import hermitian_logdet
 from kahlergeom.potentials._base import KahlerPotential, sq_norm
 
 
@@ -96,9 +97,7 @@ class SiegelDisk(KahlerPotential):
     def __call__(self, z):
         Z = self._matrix(z)
         M = self._eye(z) - Z.mH @ Z
-        # log det of a Hermitian positive definite matrix via Cholesky (stable under autodiff).
-        L = torch.linalg.cholesky(M)
-        return -2 * torch.log(torch.diagonal(L, dim1=-2, dim2=-1).real).sum(-1)
+        return -hermitian_logdet(M)  # via Cholesky: stable under autodiff
 
     def contains(self, z):
         Z = self._matrix(z)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from kahlergeom._checks import check_hermitian_pd
 from kahlergeom.potentials._base import KahlerPotential
 from kahlergeom.potentials._combinators import (
     check_temperature,
@@ -36,23 +37,12 @@ def _check_means_precisions(means, precisions, name_m="means", name_p="precision
     precisions = precisions.to(means.dtype)
     if not (bool(torch.isfinite(means).all()) and bool(torch.isfinite(precisions).all())):
         raise ValueError(f"{name_m} and {name_p} must be finite (no NaN or inf).")
-    asym = (precisions - precisions.mH).abs().amax((-1, -2))
-    scale = precisions.abs().amax((-1, -2)).clamp_min(1.0)
-    tol = 1e3 * torch.finfo(precisions.real.dtype).eps
-    bad = (asym > tol * scale).nonzero()
-    if bad.numel():
-        raise ValueError(
-            f"{name_p}[{bad[0].item()}] is not Hermitian (max |P - P^H| = "
-            f"{asym[bad[0]].item():.3g}); pass 0.5 * (P + P.mH) if the asymmetry is rounding."
-        )
-    precisions = 0.5 * (precisions + precisions.mH)
-    _, info = torch.linalg.cholesky_ex(precisions)
-    bad = (info != 0).nonzero()
-    if bad.numel():
-        raise ValueError(
-            f"{name_p}[{bad[0].item()}] is not positive definite; each precision must be "
-            "Hermitian positive definite (the inverse of a posterior covariance)."
-        )
+    precisions = check_hermitian_pd(
+        precisions,
+        name_p + "[{i}]",
+        hint="each precision must be Hermitian positive definite (the inverse of a posterior "
+        "covariance).",
+    )
     return means, precisions
 
 

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import torch
 
-from kahlergeom._checks import check_points
+from kahlergeom._checks import check_hermitian_pd, check_points
 from kahlergeom.manifolds._hermitian import HermitianManifold
 from kahlergeom.potentials._mixture import GaussianMixturePotential
 from kahlergeom.surrogates._anchors import KernelAnchorManifold
@@ -242,14 +242,11 @@ def from_anchors(
         if not float(jitter) > 0:
             raise ValueError(f"jitter must be >= 0; got {jitter!r}.")
         P = P + float(jitter) * torch.eye(P.shape[-1], dtype=P.dtype, device=P.device)
-    _, info = torch.linalg.cholesky_ex(P)
-    bad = (info != 0).nonzero()
-    if bad.numel():
-        j = bad[0].item()
-        raise ValueError(
-            f"anchors: the metric at anchor {j} ({anchors[j].tolist()}) is not positive definite "
-            "(the decoder's Jacobian is rank deficient there); pass jitter > 0 to add jitter·I."
-        )
+    P = check_hermitian_pd(
+        P,
+        "anchors: the metric at anchor {i}",
+        hint="the decoder's Jacobian is rank deficient there; pass jitter > 0 to add jitter·I.",
+    )
     return GaussianMixturePotential(anchors, P, weights=weights, temperature=temperature)
 
 
