@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -42,7 +42,6 @@ class DemoConfig:
     progress: bool = True
     figures: bool = True
     threads: int | None = 1  # small matrices: one thread is fastest on CPU
-    timings: dict = field(default_factory=dict)
 
 
 def _log(cfg: DemoConfig, msg: str) -> None:
@@ -193,7 +192,7 @@ def run_demo(cfg: DemoConfig | None = None) -> dict:
     _log(cfg, f"data {data.name}: {len(train)} train / {len(test)} test images of {shape}")
     scorer = OutlierScorer(train.images, train.labels)
 
-    results: dict = {"config": {k: v for k, v in asdict(cfg).items() if k != "timings"}}
+    results: dict = {"config": asdict(cfg)}
     per_seed: dict = {v: [] for v in VARIANTS}
     keep: dict = {}
     for seed in cfg.seeds:

@@ -176,15 +176,6 @@ class GaussianMixturePotential(KahlerPotential):
         scores = (u.unsqueeze(-2) @ q).squeeze(-2) - torch.addmm(k, u, V)
         return scores, q
 
-    def _parts(self, z):
-        """Scores ψ_j + log w_j (..., m), and P_j (z − m_j) complex (..., m, n) (unchunked)."""
-        n, m = self.n, self.m
-        u, _ = self._chunks(z)
-        scores, q = self._chunk_parts(u, self._operators(z))
-        Pd = torch.complex(q[:, :n], q[:, n:]).transpose(-1, -2)
-        batch = tuple(z.shape[:-1])
-        return scores.reshape(batch + (m,)), Pd.reshape(batch + (m, n))
-
     def _map(self, z, fn):
         """``fn(scores, q)`` chunk by chunk over the points (flattened), concatenated; ``fn``
         returns a tensor or a tuple of tensors with the chunk's points as the leading axis."""
