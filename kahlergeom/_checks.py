@@ -57,14 +57,21 @@ def check_same_shape(z: torch.Tensor, v, name: str = "v") -> torch.Tensor:
     check_points(v, z.shape[-1], name)
     if v.dtype != z.dtype:
         raise ValueError(f"{name} must have the dtype of the point ({z.dtype}); got {v.dtype}.")
-    try:
-        torch.broadcast_shapes(z.shape, v.shape)
-    except RuntimeError:
+    if not broadcasts(z.shape, v.shape):
         raise ValueError(
             f"{name} of shape {tuple(v.shape)} does not broadcast with the point's shape "
             f"{tuple(z.shape)}."
-        ) from None
+        )
     return v
+
+
+def broadcasts(*shapes) -> bool:
+    """Whether the shapes broadcast together (torch's rules)."""
+    try:
+        torch.broadcast_shapes(*shapes)
+    except RuntimeError:
+        return False
+    return True
 
 
 def check_in_domain(potential, z: torch.Tensor, name: str = "z") -> None:
@@ -159,3 +166,26 @@ def check_hermitian_pd(
     if bad.numel():
         raise ValueError(f"{label.format(i=bad[0].item())} is not positive definite; {hint}")
     return P
+
+
+def check_points_and_metrics(
+    points,
+    metrics,
+    n: int | None = None,
+    names: tuple[str, str] = ("points", "metrics"),
+    count: str = "N",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate points ``(N, n)`` and a metric at each, ``(N, n, n)``; return both (metrics
+    cast to the points' dtype). ``names`` name the two arguments in messages, ``count`` the
+    number of points (``"N"``, or ``"m"`` for anchors)."""
+    pname, mname = names
+    check_points(points, n, pname)
+    if points.ndim != 2:
+        raise ValueError(f"{pname} must have shape ({count}, n); got {tuple(points.shape)}.")
+    N, n = points.shape
+    if not isinstance(metrics, torch.Tensor) or metrics.shape != (N, n, n):
+        raise ValueError(
+            f"{mname} must be a tensor of shape ({count}, n, n) = ({N}, {n}, {n}), the metric at "
+            f"each of the {pname}; got {tuple(getattr(metrics, 'shape', ()))}."
+        )
+    return points, metrics.to(points.dtype)

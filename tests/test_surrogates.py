@@ -427,7 +427,9 @@ def test_errors(gen):
     with pytest.raises(ValueError, match=r"metrics must be a tensor of shape \(m, n, n\)"):
         NearestAnchorManifold(means, torch.ones(4, n, dtype=C128))
     pot = from_posteriors(means, diag)
-    with pytest.raises(ValueError, match=r"metrics must have shape \(N, n, n\) = \(4, 2, 2\)"):
+    with pytest.raises(
+        ValueError, match=r"metrics must be a tensor of shape \(N, n, n\) = \(4, 2, 2\)"
+    ):
         choose_temperature(pot, means, torch.ones(4, n, dtype=C128))
     with pytest.raises(ValueError, match="temperatures must be a non-empty grid"):
         choose_temperature(pot, means, pot.levi(means), temperatures=torch.tensor([1.0, -1.0]))

@@ -68,6 +68,12 @@ def _flat(*tensors: torch.Tensor) -> tuple[list[torch.Tensor], torch.Size]:
     return flat, batch
 
 
+def _map_points(point: Callable, z, u, v, chunk_size) -> torch.Tensor:
+    """``point(z, u, v)`` (one point each, → scalar) vmapped over broadcast batches."""
+    (zf, uf, vf), batch = _flat(z, u, v)
+    return vmap(point, chunk_size=chunk_size)(zf, uf, vf).reshape(batch)
+
+
 def _riemann_point(metric_fn: Callable, u: torch.Tensor) -> torch.Tensor:
     """R[a, b, c, d] at one point u ∈ R^{2n}."""
     n = u.shape[-1] // 2
@@ -179,13 +185,12 @@ def bisectional_curvature(
     complex line $z + t v$ (nested ``jvp``) plus the Christoffel-type term $w^\top G^{-1}\bar w$,
     $w = u^\top \partial_v G$. ``z``, ``u``, ``v`` of shape ``(..., n)`` broadcast together.
     """
-    (zf, uf, vf), batch = _flat(z, u, v)
 
     def point(zp, up, vp):
         num, huu, hvv = _bisectional_numerator_point(metric_fn, to_real(zp), up, vp)
         return num / (huu * hvv)
 
-    return vmap(point, chunk_size=chunk_size)(zf, uf, vf).reshape(batch)
+    return _map_points(point, z, u, v, chunk_size)
 
 
 def holomorphic_sectional_curvature(
@@ -254,9 +259,8 @@ def riemannian_sectional_curvature(
     X = (Re u, Im u), Y = (Re v, Im v). Real ``(...)``; u and v must be ℝ-linearly
     independent. For a Kähler metric, $K(v, iv) = 2H(v)$.
     """
-    (zf, uf, vf), batch = _flat(z, u, v)
 
     def point(zp, up, vp):
         return _sectional_point(metric_fn, to_real(zp), to_real(up), to_real(vp))
 
-    return vmap(point, chunk_size=chunk_size)(zf, uf, vf).reshape(batch)
+    return _map_points(point, z, u, v, chunk_size)

@@ -23,6 +23,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from kahlergeom._checks import broadcasts
+
 
 def _broadcast_tangent(dvar: torch.Tensor, var: torch.Tensor, mean: torch.Tensor):
     """Broadcast the variance and its m tangents (m, *var.shape) to the mean's shape."""
@@ -103,13 +105,11 @@ def _check_mean_variance(mean, variance, batch_shape, *, complex_mean: bool, who
         )
     if variance.is_complex():
         raise ValueError(f"decoder variance must be real and positive; got {variance.dtype}.")
-    try:
-        torch.broadcast_shapes(variance.shape, mean.shape)
-    except RuntimeError:
+    if not broadcasts(variance.shape, mean.shape):
         raise ValueError(
             f"decoder variance of shape {tuple(variance.shape)} does not broadcast to the mean's "
             f"shape {tuple(mean.shape)} (expected scalar, (D,), or (..., D))."
-        ) from None
+        )
     if not bool(torch.isfinite(mean).all()):
         raise ValueError("decoder mean contains NaN or inf.")
     if not bool(torch.isfinite(variance).all()) or not bool((variance > 0).all()):

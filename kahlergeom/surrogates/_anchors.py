@@ -4,22 +4,15 @@ from __future__ import annotations
 
 import torch
 
-from kahlergeom._checks import check_points
+from kahlergeom._checks import check_points, check_points_and_metrics
 from kahlergeom.manifolds._hermitian import HermitianManifold
 from kahlergeom.potentials._combinators import check_temperature
 
 
 def _check_anchor_metrics(anchors, metrics):
-    check_points(anchors, None, "anchors")
-    if anchors.ndim != 2:
-        raise ValueError(f"anchors must have shape (m, n); got {tuple(anchors.shape)}.")
-    m, n = anchors.shape
-    if not isinstance(metrics, torch.Tensor) or metrics.shape != (m, n, n):
-        raise ValueError(
-            f"metrics must be a tensor of shape (m, n, n) = ({m}, {n}, {n}), the metric at each "
-            f"anchor; got {tuple(getattr(metrics, 'shape', ()))}."
-        )
-    metrics = metrics.to(anchors.dtype)
+    anchors, metrics = check_points_and_metrics(
+        anchors, metrics, names=("anchors", "metrics"), count="m"
+    )
     if not bool(torch.isfinite(metrics).all()):
         raise ValueError("metrics must be finite (no NaN or inf).")
     return anchors, 0.5 * (metrics + metrics.mH)

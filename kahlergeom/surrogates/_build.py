@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import torch
 
-from kahlergeom._checks import check_hermitian_pd, check_points
+from kahlergeom._checks import check_hermitian_pd, check_points, check_points_and_metrics
 from kahlergeom.manifolds._hermitian import HermitianManifold
 from kahlergeom.potentials._mixture import GaussianMixturePotential
 from kahlergeom.surrogates._anchors import KernelAnchorManifold
@@ -309,15 +309,7 @@ def choose_temperature(
             "surrogate must be a GaussianMixturePotential or a KernelAnchorManifold; got "
             f"{type(surrogate).__name__}."
         )
-    points = check_points(points, surrogate.n, "points")
-    if points.ndim != 2:
-        raise ValueError(f"points must have shape (N, n); got {tuple(points.shape)}.")
-    N, n = points.shape
-    if not isinstance(metrics, torch.Tensor) or metrics.shape != (N, n, n):
-        raise ValueError(
-            f"metrics must have shape (N, n, n) = ({N}, {n}, {n}) (exact metric at each point); "
-            f"got {tuple(getattr(metrics, 'shape', ()))}."
-        )
+    points, metrics = check_points_and_metrics(points, metrics, surrogate.n)
     grid = DEFAULT_TEMPERATURES if temperatures is None else torch.as_tensor(temperatures)
     grid = grid.to(torch.float64).flatten()
     if grid.numel() == 0 or not bool(torch.isfinite(grid).all()) or not bool((grid > 0).all()):

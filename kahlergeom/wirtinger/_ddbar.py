@@ -96,6 +96,27 @@ def _is_missing_batching_rule(exc: RuntimeError) -> bool:
     return "Batching rule not implemented" in str(exc)
 
 
+def _per_point(f: Callable, z: torch.Tensor, chunk_size, reverse, forward):
+    """``vmap(reverse(f_real))`` over the flattened points, in real coordinates.
+
+    ``reverse`` and ``forward`` build the per-point derivative (e.g. ``hessian`` and
+    ``jacfwd∘jacfwd``); the forward-mode one is used where torch.func lacks a reverse-mode
+    batching rule. Returns ``(None, batch)`` for an empty batch (vmap cannot trace complex views
+    on it).
+    """
+    zf, batch = _flatten(z)
+    if zf.shape[0] == 0:
+        return None, batch
+    fr = _real_scalar(f, z.shape[-1])
+    u = to_real(zf)
+    try:
+        return vmap(reverse(fr), chunk_size=chunk_size)(u), batch
+    except RuntimeError as exc:
+        if not _is_missing_batching_rule(exc):
+            raise
+        return vmap(forward(fr), chunk_size=chunk_size)(u), batch
+
+
 def _levi(f: Callable, z: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
     """Unchecked batched Levi matrix ∂_a ∂̄_b f, (..., n) → (..., n, n).
 
@@ -105,17 +126,9 @@ def _levi(f: Callable, z: torch.Tensor, chunk_size: int | None = None) -> torch.
     forward-over-forward, which has no such gap.
     """
     n = z.shape[-1]
-    zf, batch = _flatten(z)
-    if zf.shape[0] == 0:  # an empty batch (vmap cannot trace complex views on it)
+    H, batch = _per_point(f, z, chunk_size, hessian, lambda g: jacfwd(jacfwd(g)))
+    if H is None:
         return z.new_zeros(*batch, n, n)
-    fr = _real_scalar(f, n)
-    u = to_real(zf)
-    try:
-        H = vmap(hessian(fr), chunk_size=chunk_size)(u)
-    except RuntimeError as exc:
-        if not _is_missing_batching_rule(exc):
-            raise
-        H = vmap(jacfwd(jacfwd(fr)), chunk_size=chunk_size)(u)
     return levi_from_real_hessian(H).reshape(*batch, n, n)
 
 
@@ -125,17 +138,9 @@ def _partial(f: Callable, z: torch.Tensor, chunk_size: int | None = None) -> tor
     Reverse mode per point, with the forward-mode fallback of `_levi`.
     """
     n = z.shape[-1]
-    zf, batch = _flatten(z)
-    if zf.shape[0] == 0:
+    g, batch = _per_point(f, z, chunk_size, _grad, jacfwd)
+    if g is None:
         return z.new_zeros(*batch, n)
-    fr = _real_scalar(f, n)
-    u = to_real(zf)
-    try:
-        g = vmap(_grad(fr), chunk_size=chunk_size)(u)
-    except RuntimeError as exc:
-        if not _is_missing_batching_rule(exc):
-            raise
-        g = vmap(jacfwd(fr), chunk_size=chunk_size)(u)
     return (0.5 * torch.complex(g[..., :n], -g[..., n:])).reshape(*batch, n)
 
 
