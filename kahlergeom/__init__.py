@@ -1,9 +1,10 @@
 """kahlergeom: Kähler geometry of complex latent spaces.
 
-Layers (imports go one way): ``wirtinger`` ← ``decoders`` ← ``potentials`` ← ``manifolds`` ←
-{``curvature``, ``geodesics``, ``volume``, ``surrogates``} ← ``sampling`` ← ``vae`` ←
-``evaluation``/``demo``/``cli``; ``symbolic`` (sympy oracles) and ``testing`` (checks for
-users) sit beside them. See DESIGN.md.
+Layers (imports go one way, DESIGN.md states them and ``tests/test_architecture.py`` enforces
+them): ``_checks``/``_linalg`` ← ``wirtinger`` ← ``decoders`` ← ``potentials`` ←
+``curvature``/``symbolic`` ← ``geodesics`` ← ``manifolds`` ← ``volume``/``surrogates`` ←
+``sampling`` ← ``data``/``vae`` ← ``distributed``/``evaluation``/``interop``/``testing`` ←
+``demo`` ← ``cli``.
 
 The core names are imported eagerly; the heavier subpackages load on first attribute access
 (``kahlergeom.sampling``, ``kahlergeom.symbolic``, ...), so ``import kahlergeom`` stays light.
