@@ -21,6 +21,11 @@ from kahlergeom.potentials._base import KahlerPotential
 from kahlergeom.wirtinger._ddbar import _levi, closedness_residual
 
 
+def _hermitian_form(G: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """h(u, v) = uᵀ G v̄, broadcast over the batch, complex ``(...)``."""
+    return torch.einsum("...a,...ab,...b->...", u, G, v.conj())
+
+
 class HermitianManifold(abc.ABC):
     r"""A chart of C^n with a Hermitian metric field $G(z)[a, b] = g_{a\bar b}$.
 
@@ -80,15 +85,15 @@ class HermitianManifold(abc.ABC):
         Linear in ``u``, antilinear in ``v``; $\mathrm{Re}\,h$ is the Riemannian inner product of
         the real vectors (Re, Im).
         """
-        G = self.metric(z)
+        self.check_point(z)
         check_same_shape(z, u, "u")
         check_same_shape(z, v, "v")
-        return torch.einsum("...a,...ab,...b->...", u, G, v.conj())
+        return _hermitian_form(self.metric_field(z), u, v)
 
     def norm(self, z: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         r"""Length $\sqrt{h(v, v)}$ of tangent vectors ``v`` at ``z``, real ``(...)``."""
-        check_same_shape(self.check_point(z), v, "v")  # name the argument ``v``, not ``u``
-        return self.inner(z, v, v).real.clamp_min(0).sqrt()
+        check_same_shape(self.check_point(z), v, "v")
+        return _hermitian_form(self.metric_field(z), v, v).real.clamp_min(0).sqrt()
 
     # -- volume ---------------------------------------------------------------------------
     def log_volume_density(self, z: torch.Tensor) -> torch.Tensor:
@@ -226,10 +231,10 @@ class HermitianManifold(abc.ABC):
         linearly independent over R. Uses the Levi-Civita connection of $G_R$, so it holds for
         any Hermitian metric, Kähler or not. For a Kähler metric, $K(v, iv) = 2H(v)$.
         """
-        G = self.metric(z)
+        self.check_point(z)
         check_same_shape(z, u, "u")
         check_same_shape(z, v, "v")
-        check_independent(u, v, G)
+        check_independent(u, v, self.metric_field(z))
         return _curv.riemannian_sectional_curvature(self.metric_field, z, u, v, self.chunk_size)
 
     # -- geodesics (kahlergeom.geodesics) -------------------------------------------------------
