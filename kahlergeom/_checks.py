@@ -189,3 +189,21 @@ def check_points_and_metrics(
             f"each of the {pname}; got {tuple(getattr(metrics, 'shape', ()))}."
         )
     return points, metrics.to(points.dtype)
+
+
+def check_temperature(temperature) -> float:
+    """A temperature τ: a finite number > 0, returned as float."""
+    try:
+        t = float(temperature)
+    except (TypeError, ValueError):
+        raise ValueError(f"temperature must be a finite number > 0; got {temperature!r}.") from None
+    if not t > 0 or t != t or t == float("inf"):
+        raise ValueError(f"temperature must be a finite number > 0; got {temperature!r}.")
+    return t
+
+
+def check_chunk_size(chunk_size) -> int | None:
+    """``None`` (no chunking) or an integer >= 1."""
+    if chunk_size is not None:
+        check_positive_int(chunk_size, "chunk_size")
+    return chunk_size

@@ -8,6 +8,7 @@ import torch
 
 from kahlergeom import curvature as _curv
 from kahlergeom._checks import (
+    check_chunk_size,
     check_in_domain,
     check_independent,
     check_nonzero,
@@ -41,9 +42,7 @@ class HermitianManifold(abc.ABC):
 
     def __init__(self, n: int, *, chunk_size: int | None = None):
         self.n = check_positive_int(n, "n")
-        self.chunk_size = (
-            None if chunk_size is None else check_positive_int(chunk_size, "chunk_size")
-        )
+        self.chunk_size = check_chunk_size(chunk_size)
 
     # -- to implement -------------------------------------------------------------------
     @abc.abstractmethod

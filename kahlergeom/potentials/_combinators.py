@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
+from kahlergeom._checks import check_temperature
 from kahlergeom.potentials._base import KahlerPotential
 
 
@@ -155,16 +156,6 @@ def levi_from_covariance(
     return torch.complex(
         0.5 * (G_re + G_re.transpose(-1, -2)), 0.5 * (G_im - G_im.transpose(-1, -2))
     )
-
-
-def check_temperature(temperature) -> float:
-    try:
-        t = float(temperature)
-    except (TypeError, ValueError):
-        raise ValueError(f"temperature must be a finite number > 0; got {temperature!r}.") from None
-    if not t > 0 or t != t or t == float("inf"):
-        raise ValueError(f"temperature must be a finite number > 0; got {temperature!r}.")
-    return t
 
 
 class LogSumExp(KahlerPotential):

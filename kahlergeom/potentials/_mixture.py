@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from kahlergeom._checks import check_hermitian_pd
+from kahlergeom._checks import check_hermitian_pd, check_temperature
 from kahlergeom.potentials._base import KahlerPotential
 from kahlergeom.potentials._combinators import (
-    check_temperature,
     levi_from_covariance,
     weighted_covariance,
 )

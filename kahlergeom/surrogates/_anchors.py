@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from kahlergeom._checks import check_points, check_points_and_metrics
+from kahlergeom._checks import check_points, check_points_and_metrics, check_temperature
 from kahlergeom.manifolds._hermitian import HermitianManifold
-from kahlergeom.potentials._combinators import check_temperature
 
 
 def _check_anchor_metrics(anchors, metrics):

@@ -19,9 +19,9 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from kahlergeom._checks import check_temperature
 from kahlergeom._linalg import hermitian_logdet
 from kahlergeom.manifolds._fisher import FisherManifold
-from kahlergeom.potentials._combinators import check_temperature
 from kahlergeom.potentials._mixture import GaussianMixturePotential
 from kahlergeom.vae._model import ComplexVAE
 

@@ -22,7 +22,7 @@ import torch
 from torch.func import grad as _grad
 from torch.func import hessian, jacfwd, vmap
 
-from kahlergeom._checks import check_in_domain, check_points, check_positive_int
+from kahlergeom._checks import check_chunk_size, check_in_domain, check_points
 from kahlergeom._linalg import from_real, levi_from_real_hessian, to_real, wirtinger
 
 # torch imports its forward-mode decompositions lazily on the first jvp, and that import emits
@@ -166,11 +166,6 @@ def _wirtinger_jacobian(
     return d.reshape(*batch, *shape), dbar.reshape(*batch, *shape)
 
 
-def _check_chunk(chunk_size) -> None:
-    if chunk_size is not None:
-        check_positive_int(chunk_size, "chunk_size")
-
-
 def _check(f, z: torch.Tensor, name: str = "z") -> None:
     n = getattr(f, "n", None)
     check_points(z, n, name)
@@ -211,7 +206,7 @@ def ddbar(f: Callable, z: torch.Tensor, *, chunk_size: int | None = None) -> tor
     closed-form `levi`.
     """
     _check(f, z)
-    _check_chunk(chunk_size)
+    check_chunk_size(chunk_size)
     return _levi(f, z, chunk_size)
 
 
@@ -222,7 +217,7 @@ def partial(f: Callable, z: torch.Tensor, *, chunk_size: int | None = None) -> t
     $\bar\partial f = \overline{\partial f}$ (see `partial_bar`).
     """
     _check(f, z)
-    _check_chunk(chunk_size)
+    check_chunk_size(chunk_size)
     return _partial(f, z, chunk_size)
 
 
@@ -243,7 +238,7 @@ def wirtinger_jacobian(
     ``torch.func.jacfwd`` on real coordinates.
     """
     check_points(z, None, "z")
-    _check_chunk(chunk_size)
+    check_chunk_size(chunk_size)
     return _wirtinger_jacobian(F, z, chunk_size)
 
 
@@ -279,7 +274,7 @@ def closedness_residual(
         Real tensor ``(...)``.
     """
     check_points(z, None, "z")
-    _check_chunk(chunk_size)
+    check_chunk_size(chunk_size)
     res, scale = _closedness(metric_fn, z, chunk_size)
     if not relative:
         return res
