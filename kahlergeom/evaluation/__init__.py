@@ -9,6 +9,11 @@ r"""The paper's claims made measurable: path smoothness, semantic outliers, samp
   training image than the 95th percentile of training nearest-neighbour distances.
 * **Variety** (the price): mean pairwise distance between decoded samples and the entropy of
   their predicted classes.
+* **Deciding a claim**: `paired_comparison` gives the mean paired difference over seeds with a
+  Student-t 95% interval and the standardised effect size; `verdict` reads a claim's direction
+  off the interval (supported, contradicted or inconclusive).
+* **The paper's Figure 1**: `laplacian_eigenmaps` embeds latent samples through a
+  metric-weighted graph (generalised eigenproblem L v = λ D v).
 """
 
 from __future__ import annotations
@@ -18,7 +23,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["OutlierScorer", "path_smoothness", "summarise", "variety"]
+__all__ = [
+    "OutlierScorer",
+    "PairedComparison",
+    "laplacian_eigenmaps",
+    "paired_comparison",
+    "path_smoothness",
+    "summarise",
+    "variety",
+    "verdict",
+]
 
 
 def path_smoothness(decode_mean, paths: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -101,3 +115,110 @@ def summarise(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation over seeds."""
     a = np.asarray(values, dtype=np.float64)
     return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else 0.0
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """Paired comparison of a quantity between two arms over the same seeds (``a − b``).
+
+    ``mean_diff`` ± the Student-t interval ``(low, high)`` at ``level``; ``effect_size`` is
+    Cohen's d_z = mean / sd of the paired differences (NaN when they have no spread);
+    ``sd_diff`` is that sd, ``n`` the number of seeds.
+    """
+
+    mean_a: float
+    mean_b: float
+    mean_diff: float
+    sd_diff: float
+    low: float
+    high: float
+    effect_size: float
+    n: int
+    level: float
+
+
+def paired_comparison(a, b, level: float = 0.95) -> PairedComparison:
+    r"""Mean paired difference $\bar d$ of ``a − b`` (one value per seed) with a t interval.
+
+    $\bar d \pm t_{(1+\text{level})/2,\,n-1}\, s_d/\sqrt n$, with $s_d$ the sample sd of the
+    differences. Needs n ≥ 2 pairs of finite values (pairs with a NaN are refused, not dropped,
+    so a failed run cannot hide).
+    """
+    from scipy.stats import t as student_t
+
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"a and b must be 1-d of equal length; got {a.shape} and {b.shape}.")
+    if a.size < 2:
+        raise ValueError(f"a paired comparison needs at least 2 seeds; got {a.size}.")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("a and b must be finite (a NaN marks a failed run; fix or report it).")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1); got {level!r}.")
+    d = a - b
+    n = d.size
+    mean, sd = float(d.mean()), float(d.std(ddof=1))
+    half = float(student_t.ppf(0.5 + level / 2, n - 1)) * sd / np.sqrt(n)
+    effect = mean / sd if sd > 0 else float("nan")
+    return PairedComparison(
+        float(a.mean()), float(b.mean()), mean, sd, mean - half, mean + half, effect, n, level
+    )
+
+
+def verdict(comparison: PairedComparison, claimed: str) -> str:
+    """``"supported"``, ``"contradicted"`` or ``"inconclusive"`` for a claim that a − b is
+    ``claimed`` (``"lower"`` or ``"higher"``): supported when the whole interval lies on the
+    claimed side of 0, contradicted when it lies on the other side, else inconclusive."""
+    if claimed not in ("lower", "higher"):
+        raise ValueError(f"claimed must be 'lower' or 'higher'; got {claimed!r}.")
+    below = comparison.high < 0
+    above = comparison.low > 0
+    if not (below or above):
+        return "inconclusive"
+    return "supported" if (below if claimed == "lower" else above) else "contradicted"
+
+
+def laplacian_eigenmaps(
+    z: torch.Tensor, metric_fn=None, *, n_neighbors: int = 10, dims: int = 2
+) -> np.ndarray:
+    r"""Laplacian-eigenmaps embedding of points ``z`` ``(N, n)`` on a metric-weighted graph.
+
+    Each point is joined to its ``n_neighbors`` nearest neighbours (symmetrised); an edge
+    $(i, j)$ has length $d_{ij} = \sqrt{h_{m}(\Delta, \Delta)}$, the length of the chord
+    $\Delta = z_j - z_i$ in the metric at the midpoint $m$ (``metric_fn(z) -> G``, e.g.
+    ``manifold.metric``; Euclidean when None), and weight $w_{ij} = \exp(-d_{ij}^2/\sigma^2)$
+    with σ the median edge length. Solves the generalised problem $L v = \lambda D v$
+    ($L = D - W$) and returns the eigenvectors $v_1, \dots, v_{dims}$ after the constant
+    one, ``(N, dims)`` — the construction of the paper's Figure 1.
+    """
+    from scipy.linalg import eigh
+
+    if not isinstance(z, torch.Tensor) or z.ndim != 2 or not z.is_complex():
+        raise ValueError(f"z must be complex points of shape (N, n); got {getattr(z, 'shape', z)}.")
+    N = z.shape[0]
+    if not 1 <= n_neighbors < N:
+        raise ValueError(f"n_neighbors must be in [1, N - 1] = [1, {N - 1}]; got {n_neighbors}.")
+    if not 1 <= dims < N - 1:
+        raise ValueError(f"dims must be in [1, N - 2]; got {dims}.")
+    with torch.no_grad():
+        E = torch.cdist(torch.view_as_real(z).flatten(1), torch.view_as_real(z).flatten(1))
+        nbr = E.topk(n_neighbors + 1, largest=False).indices[:, 1:]  # (N, k), self excluded
+        i = torch.arange(N).repeat_interleave(n_neighbors)
+        j = nbr.reshape(-1)
+        delta = z[j] - z[i]
+        if metric_fn is None:
+            d2 = (delta.real.square() + delta.imag.square()).sum(-1)
+        else:
+            G = metric_fn(0.5 * (z[i] + z[j]))
+            d2 = torch.einsum("ea,eab,eb->e", delta, G, delta.conj()).real.clamp_min(0)
+    d2 = d2.double().cpu().numpy()
+    sigma2 = float(np.median(d2[d2 > 0])) if (d2 > 0).any() else 1.0
+    W = np.zeros((N, N))
+    W[i.numpy(), j.numpy()] = np.exp(-d2 / sigma2)
+    W = np.maximum(W, W.T)
+    Dg = W.sum(1)
+    if not (Dg > 0).all():
+        raise ValueError("the neighbour graph has an isolated point; increase n_neighbors.")
+    _, vecs = eigh(np.diag(Dg) - W, np.diag(Dg))
+    return vecs[:, 1 : 1 + dims]
