@@ -118,7 +118,8 @@ def _check_model_entries(state: dict, path: str) -> None:
     if missing:
         raise _fail(path, f"model_config has no {', '.join(map(repr, missing))} entry.")
     if cfg["dtype"] not in ("complex64", "complex128"):
-        raise _fail(path, f"model_config dtype must be complex64 or complex128; got {cfg['dtype']!r}.")
+        got = cfg["dtype"]
+        raise _fail(path, f"model_config dtype must be complex64 or complex128; got {got!r}.")
     if state.get("dtype", cfg["dtype"]) != cfg["dtype"]:
         raise _fail(
             path, f"dtype {state['dtype']!r} disagrees with model_config dtype {cfg['dtype']!r}."

@@ -117,9 +117,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a finite number {bound}; got {value!r}.")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be an integer >= 0; got {self.seed!r}.")
-        if self.regulariser is not None and not isinstance(
-            self.regulariser, GeometricRegulariser
-        ):
+        if self.regulariser is not None and not isinstance(self.regulariser, GeometricRegulariser):
             raise ValueError(
                 f"regulariser must be a GeometricRegulariser or None; got {self.regulariser!r}."
             )
