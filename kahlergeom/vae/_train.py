@@ -144,6 +144,8 @@ class TrainConfig:
 
 @dataclass
 class TrainHistory:
+    """Per-epoch means over the batches: loss (minimised), ELBO, regulariser term."""
+
     loss: list[float] = field(default_factory=list)
     elbo: list[float] = field(default_factory=list)
     regulariser: list[float] = field(default_factory=list)
