@@ -1,33 +1,186 @@
-"""Command line: ``kahlergeom {demo,train,geometry,sample,metric-field,bench}``."""
+"""kahlergeom: complex latent spaces of VAEs and decoders as Kähler manifolds.
+
+Subcommands: demo (the main job: train, geometry, sampling, report), train, geometry,
+sample, metric-field, bench. Run "kahlergeom COMMAND --help" for the options of one.
+
+Exit codes: 0 success; 2 bad usage or bad input (an option, a missing or unreadable file,
+an output path that cannot be written), reported before any work starts; 1 a failure during
+the work. Errors are one line on stderr, "kahlergeom COMMAND: error: ..."; --debug shows the
+full traceback instead.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import subprocess
 import sys
+import textwrap
+
+_TRANSFORMS = ("identity", "fft")
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Plain-text descriptions, and every option's default shown after its help.
+
+    (Like ``ArgumentDefaultsHelpFormatter``, but a default of None or False, for options
+    whose help says what happens when they are unset, is not printed.)
+    """
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if (
+            "%(default)" in text
+            or "default:" in text
+            or action.default is None
+            or action.default is False
+        ):
+            return text
+        if action.default is argparse.SUPPRESS or not action.option_strings:
+            return text
+        return text + " (default: %(default)s)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line on stderr (exit code 2), pointing to --help."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected an integer >= {low}; got {text!r}"
+            ) from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}; got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def _finite_float(low: float | None = None, *, strict: bool = False):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number; got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number; got {text!r}")
+        if low is not None and (value <= low if strict else value < low):
+            raise argparse.ArgumentTypeError(
+                f"must be a number {'>' if strict else '>='} {low:g}; got {value:g}"
+            )
+        return value
+
+    parse.__name__ = "number"
+    return parse
 
 
 def _ints(text: str) -> tuple[int, ...]:
     try:
-        return tuple(int(t) for t in text.split(",") if t.strip())
+        values = tuple(int(t) for t in text.split(",") if t.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected comma-separated integers; got {text!r}"
         ) from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 1; got {text!r}")
+    return values
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        values = ()
+    if not values or any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 0; got {text!r}")
+    return values
+
+
+def check_output_path(path: str, name: str, *, directory: bool = False) -> str:
+    """Refuse an output path that cannot be written, before any work starts.
+
+    The path must not be an existing folder (or, with ``directory``, an existing file), and
+    its nearest existing ancestor must be a writable folder (missing folders are created when
+    the output is written).
+    """
+    if not path:
+        raise ValueError(f"{name}: the output path is empty.")
+    full = os.path.abspath(path)
+    if directory:
+        if os.path.exists(full) and not os.path.isdir(full):
+            raise ValueError(f"{name}: {path!r} exists and is not a folder.")
+    elif os.path.isdir(full):
+        raise ValueError(f"{name}: {path!r} is a folder; give a file path.")
+    probe = full if directory else os.path.dirname(full)
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if not os.path.isdir(probe):
+        raise ValueError(f"{name}: cannot write {path!r}: {probe!r} is a file, not a folder.")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ValueError(f"{name}: cannot write {path!r}: the folder {probe!r} is not writable.")
+    if not directory and os.path.exists(full) and not os.access(full, os.W_OK):
+        raise ValueError(f"{name}: cannot write {path!r}: the file is read-only.")
+    return path
+
+
+def _add_data_args(p, *, from_checkpoint: bool):
+    p.add_argument(
+        "--data",
+        default=None,
+        help="the images: 'digits' (scikit-learn's bundled 8x8 digits, used when unset), a "
+        ".npz path (array 'images' of shape (N, H, W) in [0, 1] or uint8), or "
+        "idx:IMAGES[,LABELS] (MNIST IDX files, optionally gzipped)",
+    )
+    if from_checkpoint:
+        p.add_argument(
+            "--transform",
+            default=None,
+            choices=_TRANSFORMS,
+            help="real -> complex transform of the images (default: the one stored in the "
+            "checkpoint; a different one is refused)",
+        )
+    else:
+        p.add_argument(
+            "--transform",
+            default="identity",
+            choices=_TRANSFORMS,
+            help="real -> complex transform of the images: x + 0i, or the orthonormal 2-D FFT",
+        )
 
 
 def _add_model_args(p):
+    _add_data_args(p, from_checkpoint=False)
     p.add_argument(
-        "--data", default=None, help="'digits' (default), a .npz path, or idx:IMAGES[,LABELS]"
+        "--latent-dim", type=_int_at_least(1), default=1, help="complex latent dimension n"
     )
-    p.add_argument("--transform", default="identity", choices=["identity", "fft"])
-    p.add_argument("--latent-dim", type=int, default=1)
-    p.add_argument("--hidden", type=_ints, default=(64,))
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument(
+        "--hidden",
+        type=_ints,
+        default="64",
+        help="hidden layer widths, comma-separated (encoder; reversed for the decoder)",
+    )
+    p.add_argument("--epochs", type=_int_at_least(1), default=30, help="training epochs")
+    p.add_argument(
+        "--batch-size", type=_int_at_least(2), default=64, help="examples per batch (>= 2)"
+    )
+    p.add_argument(
+        "--lr", type=_finite_float(0.0, strict=True), default=1e-3, help="Adam learning rate"
+    )
+    p.add_argument(
+        "--threads", type=_int_at_least(0), default=1, help="torch CPU threads (0: torch's choice)"
+    )
 
 
 def _cmd_demo(a):
@@ -35,6 +188,7 @@ def _cmd_demo(a):
 
     # Options left unset take --quick's small presets or DemoConfig's defaults; options given
     # explicitly always win.
+    check_output_path(a.out, "--out", directory=True)
     presets = dict(seeds=(0, 1), epochs=3, n_pairs=3, n_samples=64) if a.quick else {}
     given = dict(seeds=a.seeds, epochs=a.epochs, n_pairs=a.pairs, n_samples=a.samples)
     sized = {k: v if v is not None else presets.get(k) for k, v in given.items()}
@@ -63,6 +217,7 @@ def _cmd_train(a):
     from kahlergeom.data import load_dataset, to_complex
     from kahlergeom.vae import ComplexVAE, GeometricRegulariser, TrainConfig, Trainer
 
+    check_output_path(a.checkpoint, "--checkpoint")
     if a.threads:
         torch.set_num_threads(a.threads)
     if a.distributed:  # under torchrun: see docs/distributed.md
@@ -84,6 +239,7 @@ def _cmd_train(a):
         regulariser=reg,
         checkpoint_path=a.checkpoint,
         progress=not a.quiet,
+        data_transform=a.transform,
     )
     if a.distributed:
         from kahlergeom.distributed import DistributedTrainer
@@ -104,6 +260,14 @@ def _load(a):
     from kahlergeom.vae import load_model
 
     model = load_model(a.checkpoint)
+    saved = model.data_transform
+    if a.transform is None:
+        a.transform = saved or "identity"
+    elif saved is not None and a.transform != saved:
+        raise ValueError(
+            f"--transform: the checkpoint {a.checkpoint!r} was trained on {saved!r}-transformed "
+            f"data, not {a.transform!r}; leave --transform unset to use the checkpoint's."
+        )
     data = load_dataset(a.data)
     x = to_complex(data.images, a.transform, model.dtype)
     if x.shape[1] != model.data_dim:
@@ -156,6 +320,9 @@ def _cmd_sample(a):
     from kahlergeom.manifolds import FisherManifold
     from kahlergeom.sampling import ComplexNormal, sample_volume
 
+    if not a.out.endswith(".npz"):
+        raise ValueError(f"--out must be a .npz path; got {a.out!r}.")
+    check_output_path(a.out, "--out")
     model, data, _ = _load(a)
     M = FisherManifold(model.decoder, n=model.latent_dim)
     res = sample_volume(
@@ -170,6 +337,7 @@ def _cmd_sample(a):
         images = from_complex(
             model.decoder(res.samples.to(model.dtype))[0], data.shape, a.transform
         )
+    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     np.savez(a.out, latents=res.samples.numpy(), images=images.numpy())
     acc = float(torch.as_tensor(res.acceptance_rate).mean())
     ess = float(torch.as_tensor(res.ess).min())
@@ -183,6 +351,7 @@ def _cmd_metric_field(a):
     from kahlergeom.distributed import evaluate_metric_field, init_distributed
     from kahlergeom.manifolds import FisherManifold
 
+    check_output_path(a.out, "--out")
     if a.threads:
         torch.set_num_threads(a.threads)
     ctx = init_distributed()  # world of size 1 without torchrun
@@ -191,9 +360,9 @@ def _cmd_metric_field(a):
     M = FisherManifold(model.to(ctx.device).decoder, n=model.latent_dim)
     G = evaluate_metric_field(M, z.to(ctx.device)).cpu()
     if ctx.rank == 0:
-        from kahlergeom.vae._train import _atomic_save
+        from kahlergeom.vae._checkpoint import atomic_save
 
-        _atomic_save({"z": z.cpu(), "metric": G}, a.out)
+        atomic_save({"z": z.cpu(), "metric": G}, a.out)
         print(f"wrote the metric at {G.shape[0]} points to {a.out} ({ctx.world_size} process(es))")
     return 0
 
@@ -214,35 +383,89 @@ def _cmd_bench(a):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kahlergeom", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="kahlergeom", description=__doc__, formatter_class=_Formatter)
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
 
-    p = sub.add_parser("demo", help="the main job: train, geometry, sampling, report")
+    def add(name, helptext, description):
+        return sub.add_parser(
+            name,
+            help=helptext,
+            description=textwrap.fill(description, 88),
+            formatter_class=_Formatter,
+        )
+
+    p = add(
+        "demo",
+        "the main job: train, geometry, sampling, report",
+        "Train complex VAEs with and without the geometric regulariser on several seeds, "
+        "measure their decoder geometry, sample by volume, and write a report to --out.",
+    )
     _add_model_args(p)
-    p.add_argument("--out", default="runs/demo")
-    p.add_argument("--seeds", type=_ints, default=(0, 1, 2))
-    p.add_argument("--reg-weight", type=float, default=50.0)
-    p.add_argument("--reg-kind", default="variance", choices=["variance", "magnitude"])
-    p.add_argument("--pairs", type=int, default=8)
-    p.add_argument("--samples", type=int, default=256)
+    p.add_argument("--out", default="runs/demo", help="output folder (report, checkpoints)")
+    p.add_argument(
+        "--seeds", type=_seeds, help="comma-separated seeds (default: 0,1,2; --quick: 0,1)"
+    )
+    p.add_argument(
+        "--reg-weight",
+        type=_finite_float(0.0),
+        default=50.0,
+        help="weight of the log-det regulariser in the regularised variant",
+    )
+    p.add_argument(
+        "--reg-kind",
+        default="variance",
+        choices=["variance", "magnitude"],
+        help="regulariser: variance of log det G, or mean of its square",
+    )
+    p.add_argument(
+        "--pairs", type=_int_at_least(1), help="geodesic pairs per model (default: 6; --quick: 3)"
+    )
+    p.add_argument(
+        "--samples",
+        type=_int_at_least(1),
+        help="volume samples per model (default: 256; --quick: 64)",
+    )
     p.add_argument(
         "--quick",
         action="store_true",
         help="tiny smoke run (2 seeds, 3 epochs, 3 pairs, 64 samples unless given explicitly)",
     )
-    p.add_argument("--no-figures", action="store_true")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--no-figures", action="store_true", help="skip the figures")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
     # None = not given: resolved in _cmd_demo (--quick presets, else DemoConfig's defaults).
     p.set_defaults(func=_cmd_demo, seeds=None, epochs=None, pairs=None, samples=None)
+    for action in p._actions:
+        if action.dest == "epochs":
+            action.help = "training epochs (default: 30; --quick: 3)"
 
-    p = sub.add_parser("train", help="train a complex VAE and write a checkpoint")
+    p = add(
+        "train",
+        "train a complex VAE and write a checkpoint",
+        "Train a complex VAE on the images and write an atomic, resumable checkpoint after "
+        "each epoch. An existing checkpoint is resumed when its model and options match.",
+    )
     _add_model_args(p)
-    p.add_argument("--checkpoint", default="runs/train/model.pt")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--reg-weight", type=float, default=0.0)
-    p.add_argument("--reg-kind", default="variance", choices=["variance", "magnitude"])
+    p.add_argument(
+        "--checkpoint", default="runs/train/model.pt", help="checkpoint file (read and written)"
+    )
+    p.add_argument("--seed", type=_int_at_least(0), default=0, help="random seed")
+    p.add_argument(
+        "--reg-weight",
+        type=_finite_float(0.0),
+        default=0.0,
+        help="weight of the log-det regulariser (0: off)",
+    )
+    p.add_argument(
+        "--reg-kind",
+        default="variance",
+        choices=["variance", "magnitude"],
+        help="regulariser: variance of log det G, or mean of its square",
+    )
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
         "--distributed",
         action="store_true",
@@ -250,40 +473,62 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser(
+    p = add(
         "metric-field",
-        help="Fisher metric at encoded data points, sharded across torchrun processes",
+        "Fisher metric at encoded data points, sharded across torchrun processes",
+        "Evaluate the decoder's Fisher metric at the encoder means of the first --points "
+        "images and save {'z', 'metric'} with torch.save.",
     )
-    p.add_argument("checkpoint")
-    p.add_argument("--data", default=None)
-    p.add_argument("--transform", default="identity", choices=["identity", "fft"])
-    p.add_argument("--points", type=int, default=200)
-    p.add_argument("--out", default="metric_field.pt")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("checkpoint", help="a checkpoint written by 'kahlergeom train'")
+    _add_data_args(p, from_checkpoint=True)
+    p.add_argument(
+        "--points", type=_int_at_least(1), default=200, help="number of data points (>= 1)"
+    )
+    p.add_argument("--out", default="metric_field.pt", help="output file (torch.save)")
+    p.add_argument(
+        "--threads", type=_int_at_least(0), default=1, help="torch CPU threads (0: torch's choice)"
+    )
     p.set_defaults(func=_cmd_metric_field)
 
-    for name, func, helptext in (
-        ("geometry", _cmd_geometry, "metric, volume and curvature summary of a trained decoder"),
-        ("sample", _cmd_sample, "volume-weighted samples from a trained decoder"),
-    ):
-        p = sub.add_parser(name, help=helptext)
-        p.add_argument("checkpoint")
-        p.add_argument("--data", default=None)
-        p.add_argument("--transform", default="identity", choices=["identity", "fft"])
-        p.add_argument("--quiet", action="store_true")
-        if name == "geometry":
-            p.add_argument("--points", type=int, default=200)
-        else:
-            p.add_argument("--n", type=int, default=256)
-            p.add_argument("--beta", type=float, default=1.0)
-            p.add_argument("--seed", type=int, default=0)
-            p.add_argument("--out", default="samples.npz")
-        p.set_defaults(func=func)
+    p = add(
+        "geometry",
+        "metric, volume and curvature summary of a trained decoder",
+        "Print a table of the decoder's Fisher geometry at the encoder means of the first "
+        "--points images: log det G, PSD rate, holomorphy and closedness residuals, curvature.",
+    )
+    p.add_argument("checkpoint", help="a checkpoint written by 'kahlergeom train'")
+    _add_data_args(p, from_checkpoint=True)
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument(
+        "--points", type=_int_at_least(1), default=200, help="number of data points (>= 1)"
+    )
+    p.set_defaults(func=_cmd_geometry)
 
-    p = sub.add_parser("bench", help="run the benchmark scripts in benchmarks/")
-    p.add_argument("--dir", default="benchmarks")
-    p.add_argument("--only", default=None, help="substring of the script name")
-    p.add_argument("--quick", action="store_true")
+    p = add(
+        "sample",
+        "volume-weighted samples from a trained decoder",
+        "Draw latents with density proportional to prior x (det G)^beta under the decoder's "
+        "Fisher metric, decode them, and save {'latents', 'images'} to a .npz file.",
+    )
+    p.add_argument("checkpoint", help="a checkpoint written by 'kahlergeom train'")
+    _add_data_args(p, from_checkpoint=True)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--n", type=_int_at_least(1), default=256, help="number of samples")
+    p.add_argument(
+        "--beta", type=_finite_float(0.0), default=1.0, help="volume exponent beta (>= 0)"
+    )
+    p.add_argument("--seed", type=_int_at_least(0), default=0, help="random seed")
+    p.add_argument("--out", default="samples.npz", help="output .npz file")
+    p.set_defaults(func=_cmd_sample)
+
+    p = add(
+        "bench",
+        "run the benchmark scripts in benchmarks/",
+        "Run benchmarks/bench_*.py; each prints a table of ratios against its peer.",
+    )
+    p.add_argument("--dir", default="benchmarks", help="folder of the benchmark scripts")
+    p.add_argument("--only", default=None, help="run only scripts whose name contains this")
+    p.add_argument("--quick", action="store_true", help="short runs")
     p.set_defaults(func=_cmd_bench)
     return parser
 
@@ -293,14 +538,36 @@ def _group_started() -> bool:
     return bool(dist is not None and dist.is_available() and dist.is_initialized())
 
 
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code (see the module docstring)."""
     args = build_parser().parse_args(argv)
     group_before = _group_started()
     try:
         return int(args.func(args) or 0)
-    except ValueError as exc:
-        print(f"kahlergeom {args.command}: error: {exc}", file=sys.stderr)
+    except ValueError as exc:  # bad input: options, files, data
+        if args.debug:
+            raise
+        print(f"kahlergeom {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"kahlergeom {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a failure during the work
+        if args.debug:
+            raise
+        print(
+            f"kahlergeom {args.command}: error: {type(exc).__name__}: {_one_line(exc)} "
+            "(run with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
     finally:
         if not group_before and _group_started():
             # A process group this command started (--distributed, metric-field) ends with it.

@@ -135,9 +135,14 @@ def test_unreadable_data_exit_code(tiny, tmp_path, capsys):
 
 
 def test_bad_training_option_exit_code(tmp_path, capsys):
-    rc = main(["train", "--epochs", "0", "--checkpoint", str(tmp_path / "m.pt"), "--quiet"])
-    assert rc == 2
-    assert "kahlergeom train: error: epochs must be an integer >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--epochs", "0", "--checkpoint", str(tmp_path / "m.pt"), "--quiet"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "kahlergeom train: error: argument --epochs: must be an integer >= 1; got 0 "
+        "(see 'kahlergeom train --help')\n"
+    )
     assert not os.path.exists(tmp_path / "m.pt")
 
 

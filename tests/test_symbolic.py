@@ -98,10 +98,10 @@ def test_symbols_names_and_errors():
 
 def test_expression_errors_name_the_argument():
     z, zb = S.symbols(2)
-    with pytest.raises(ValueError, match="K contains Abs"):
-        S.levi_matrix(sp.Abs(z[0]) ** 2, z, zb)
-    with pytest.raises(ValueError, match="K contains conjugate"):
-        S.levi_matrix(z[0] * sp.conjugate(z[0]), z, zb)
+    with pytest.raises(ValueError, match="K contains arg"):
+        S.levi_matrix(sp.arg(z[0]) ** 2, z, zb)
+    with pytest.raises(ValueError, match="K contains sign"):
+        S.levi_matrix(sp.sign(z[0] * zb[0]), z, zb)
     with pytest.raises(ValueError, match="K contains the function"):
         S.levi_matrix(sp.Function("f")(z[0] * zb[0]), z, zb)
     with pytest.raises(ValueError, match="K contains the symbol w"):
@@ -110,6 +110,45 @@ def test_expression_errors_name_the_argument():
         S.levi_matrix(z[0] * zb[0] + z[1], z, zb)
     with pytest.raises(ValueError, match="K must be a scalar"):
         S.levi_matrix(sp.Matrix([z[0]]), z, zb)
+
+
+@pytest.mark.parametrize(
+    "written, expected",
+    [
+        (lambda z, zb: sp.Abs(z[0]) ** 2, lambda z, zb: z[0] * zb[0]),
+        (lambda z, zb: z[0] * sp.conjugate(z[0]), lambda z, zb: z[0] * zb[0]),
+        (lambda z, zb: sp.re(z[0]) ** 2, lambda z, zb: (z[0] + zb[0]) ** 2 / 4),
+        (lambda z, zb: -sp.log(sp.im(z[0])), lambda z, zb: -sp.log((z[0] - zb[0]) / (2 * I))),
+        (
+            lambda z, zb: sp.im(z[0] * z[1]) ** 2 + sp.re(z[1]),
+            lambda z, zb: -((z[0] * z[1] - zb[0] * zb[1]) ** 2) / 4 + (z[1] + zb[1]) / 2,
+        ),
+        (
+            lambda z, zb: sp.Abs(z[0] + 2 * I * z[1]) ** 2,
+            lambda z, zb: (z[0] + 2 * I * z[1]) * (zb[0] - 2 * I * zb[1]),
+        ),
+    ],
+)
+def test_real_parts_are_rewritten_in_z_and_zb(written, expected):
+    """re, im, conjugate and Abs of coordinate expressions give the Levi matrix of the
+    same function written with z and zb by hand (oracle: the hand-written form)."""
+    z, zb = S.symbols(2)
+    got = S.levi_matrix(written(z, zb), z, zb)
+    want = S.levi_matrix(expected(z, zb), z, zb)
+    assert sp.simplify(got - want) == sp.zeros(2, 2)
+
+
+def test_half_plane_written_with_im():
+    """K = -log Im z: G = 1/(4 (Im z)^2) (the Poincaré half-plane), in sympy and in torch."""
+    z, zb = S.symbols(1)
+    y = sp.Symbol("y", positive=True)
+    G = S.levi_matrix(-sp.log(sp.im(z[0])), z, zb)
+    assert sp.simplify(G[0, 0].subs({z[0]: 1 + I * y, zb[0]: 1 - I * y}) - 1 / (4 * y**2)) == 0
+    P = S.to_potential(-sp.log(sp.im(z[0])), z, zb, domain=sp.im(z[0]) > 0)
+    pts = torch.tensor([[0.3 + 2j], [-1 + 0.5j]], dtype=torch.complex128)
+    got = kg.ddbar(P, pts)[..., 0, 0].real
+    torch.testing.assert_close(got, 1 / (4 * pts.imag[:, 0] ** 2), rtol=1e-12, atol=0)
+    assert P.contains(torch.tensor([[1 - 1j]], dtype=torch.complex128)).tolist() == [False]
 
 
 def test_is_real_and_conjugate():

@@ -303,3 +303,97 @@ def test_checks_reject_other_objects():
         assert_psh(lambda z: z, torch.zeros(2, dtype=C128))
     with pytest.raises(ValueError, match=r"z must be complex"):
         assert_kahler(FubiniStudy(2), torch.zeros(2))
+
+
+# -- domain-aware strategies and the settings profile ------------------------------------------
+from hypothesis import settings as _hyp_settings  # noqa: E402
+
+from kahlergeom.potentials import ComplexHyperbolic, SiegelDisk  # noqa: E402
+from kahlergeom.testing import (  # noqa: E402
+    ball_points,
+    domain_points,
+    half_plane_points,
+    kahlergeom_settings,
+    polydisc_points,
+)
+
+
+@given(half_plane_points(2, batch=(3,), min_imag=0.1, scale=1.5))
+def test_half_plane_points_lie_in_the_half_planes(z):
+    assert z.shape == (3, 2) and z.dtype == torch.complex128
+    assert bool((z.imag >= 0.1).all()) and bool((z.imag <= 1.6).all())
+    assert bool((z.real.abs() <= 1.5).all())
+
+
+@given(polydisc_points(3, radius=2.0, margin=0.1, batch=(2,)))
+def test_polydisc_points_lie_in_the_polydisc(z):
+    assert z.shape == (2, 3)
+    assert bool((z.abs() <= 1.8 * (1 + 1e-12)).all())
+
+
+@given(ball_points(2, radius=1.0, dtype=torch.complex64))
+def test_ball_points_lie_in_the_ball(z):
+    assert z.dtype == torch.complex64 and bool(ComplexHyperbolic(2).contains(z))
+
+
+@given(domain_points(SiegelDisk(2), center=torch.zeros(4, dtype=torch.complex128), batch=(2,)))
+def test_domain_points_pull_into_a_star_shaped_domain(z):
+    # Oracle: the Siegel disk condition by numpy (largest singular value < 1).
+    Z = z.reshape(2, 2, 2).numpy()
+    assert (np.linalg.svd(Z, compute_uv=False).max(-1) < 1).all()
+
+
+@given(domain_points(ComplexHyperbolic(1), scale=1.0))
+def test_domain_points_by_rejection(z):
+    assert z.shape == (1,) and float(z.abs()[0]) < 1
+
+
+def test_domain_points_of_a_symbolic_half_plane():
+    import sympy as sp
+
+    from kahlergeom import symbolic
+
+    zs, zbs = symbolic.symbols(1)
+    P = symbolic.to_potential(-sp.log(sp.im(zs[0])), zs, zbs, domain=sp.im(zs[0]) > 0)
+
+    @kahlergeom_settings
+    @given(domain_points(P, center=torch.tensor([1j], dtype=torch.complex128)))
+    def check(z):
+        assert float(z.imag[0]) > 0
+        assert_psh(P, z.unsqueeze(0))
+
+    check()
+
+
+@pytest.mark.parametrize(
+    "build, match",
+    [
+        (lambda: half_plane_points(0), "n must be an integer >= 1"),
+        (lambda: half_plane_points(1, min_imag=0), "min_imag must be a number > 0"),
+        (lambda: half_plane_points(1, dtype=torch.float64), "dtype must be torch.complex64"),
+        (lambda: polydisc_points(2, radius=-1), "radius must be a number > 0"),
+        (lambda: polydisc_points(2, margin=1.0), r"margin must be a number in \[0, 1\)"),
+        (lambda: ball_points(2, radius=float("inf")), "radius must be finite"),
+        (lambda: domain_points("ball"), "potential must be a KahlerPotential"),
+        (
+            lambda: domain_points(
+                ComplexHyperbolic(2), center=torch.ones(2, dtype=torch.complex128)
+            ),
+            "center must lie in the domain",
+        ),
+        (
+            lambda: domain_points(ComplexHyperbolic(2), center=torch.zeros(3)),
+            r"center must be a complex tensor of shape \(2,\)",
+        ),
+    ],
+)
+def test_domain_strategy_errors(build, match):
+    with pytest.raises(ValueError, match=match):
+        build()
+
+
+def test_settings_profiles_have_no_deadline():
+    assert kahlergeom_settings.deadline is None
+    for name in ("kahlergeom", "kahlergeom-ci"):
+        assert _hyp_settings.get_profile(name).deadline is None
+    assert _hyp_settings.get_profile("kahlergeom-ci").derandomize

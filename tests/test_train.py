@@ -182,12 +182,12 @@ def test_load_errors(tmp_path, x_small):
     # A torch file that is not a kahlergeom checkpoint.
     other = tmp_path / "other.pt"
     torch.save({"weights": torch.zeros(2)}, str(other))
-    with pytest.raises(ValueError, match="is not a readable kahlergeom checkpoint"):
+    with pytest.raises(ValueError, match="other.pt.*is not a kahlergeom checkpoint"):
         load_model(str(other))
     t = Trainer(make_model(), x_small, config())
     with pytest.raises(ValueError, match="path: no checkpoint at"):
         t.load_checkpoint(str(tmp_path / "missing.pt"))
-    with pytest.raises(ValueError, match="is not a readable checkpoint"):
+    with pytest.raises(ValueError, match="bad.pt.*is not a readable kahlergeom checkpoint"):
         t.load_checkpoint(str(bad))
 
 
@@ -253,10 +253,14 @@ def test_regularised_training_runs_and_records(x_small):
     [
         (dict(epochs=0), "epochs must be an integer >= 1"),
         (dict(epochs=2.5), "epochs must be an integer >= 1"),
-        (dict(batch_size=True), "batch_size must be an integer >= 1"),
-        (dict(lr=0.0), "lr must be a number > 0"),
-        (dict(lr="1e-3"), "lr must be a number > 0"),
-        (dict(lr=float("nan")), "lr must be a number > 0"),
+        (dict(batch_size=True), "batch_size must be an integer >= 2"),
+        (dict(batch_size=1), "batch_size must be an integer >= 2"),
+        (dict(lr=0.0), "lr must be a finite number > 0"),
+        (dict(lr="1e-3"), "lr must be a finite number > 0"),
+        (dict(lr=float("nan")), "lr must be a finite number > 0"),
+        (dict(kl_weight=-1.0), "kl_weight must be a finite number >= 0"),
+        (dict(seed=-1), "seed must be an integer >= 0"),
+        (dict(data_transform="fourier"), "data_transform must be one of"),
     ],
 )
 def test_train_config_errors(kw, match):

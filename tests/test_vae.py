@@ -408,14 +408,21 @@ def test_sample_prior():
         ((4, 2), dict(dtype=torch.float64), "dtype must be torch.complex64 or"),
         ((4, 2), dict(covariance="banded"), "covariance must be 'diagonal' or 'full'"),
         ((4, 2), dict(decoder_variance="fixed"), "variance must be 'learned', 'point'"),
-        ((4, 2), dict(decoder_variance=-1.0), "variance must be > 0"),
-        ((4, 2), dict(decoder_variance=float("nan")), "variance must be > 0"),
+        ((4, 2), dict(decoder_variance=-1.0), "variance must be .* a finite number > 0"),
+        ((4, 2), dict(decoder_variance=float("nan")), "variance must be .* a finite number > 0"),
+        ((4, 2), dict(hidden=(0,)), "hidden must hold integer layer widths >= 1"),
+        ((4, 2), dict(hidden=(8, -3)), "hidden must hold integer layer widths >= 1"),
+        ((4, 2), dict(hidden=(2.5,)), "hidden must hold integer layer widths >= 1"),
+        ((4, 2), dict(hidden=8), "hidden must be a sequence of layer widths"),
+        ((4, 2), dict(encoder_activation="relu"), "encoder_activation must be one of"),
+        ((4, 2), dict(min_variance=-1e-3), "min_variance must be a finite number >= 0"),
         ((4, 2), dict(decoder_activation="relu"), "activation must be one of"),
     ],
 )
 def test_constructor_errors(args, kw, match):
+    kw = {"hidden": (8,), **kw}
     with pytest.raises(ValueError, match=match):
-        ComplexVAE(*args, (8,), **kw)
+        ComplexVAE(*args, **kw)
 
 
 @pytest.mark.parametrize(

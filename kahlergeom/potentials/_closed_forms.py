@@ -30,23 +30,69 @@ class Flat(KahlerPotential):
     def partial(self, z):
         return z.conj()
 
+    def log_det_levi(self, z):
+        r"""$\log\det G = 0$, real ``(...)``."""
+        return torch.zeros(z.shape[:-1], dtype=z.real.dtype, device=z.device)
+
+
+def _sq_norm_excluding_each(z: torch.Tensor) -> torch.Tensor:
+    r"""$\sum_{c \ne a} |z_c|^2$ for each a, real ``(..., n)``, without the cancellation of
+    $|z|^2 - |z_a|^2$ (which loses everything when one coordinate dominates)."""
+    sq = torch.view_as_real(z).square().sum(-1)  # |z_c|^2, (..., n)
+    n = z.shape[-1]
+    off = 1 - torch.eye(n, dtype=sq.dtype, device=sq.device)
+    return (sq.unsqueeze(-2) * off).sum(-1)
+
+
+def _representable_radius_sq(dtype: torch.dtype) -> float:
+    """Largest |z|² at which the Fubini–Study metric's smallest eigenvalue 1/(1+|z|²)² is a
+    normal number of ``dtype``'s real type (beyond it G underflows and log det G is lost)."""
+    real = torch.float32 if dtype in (torch.complex64, torch.float32) else torch.float64
+    return float(torch.finfo(real).tiny) ** -0.5
+
 
 class FubiniStudy(KahlerPotential):
     r"""Fubini–Study metric in the affine chart of CP^n: $K = \log(1 + |z|^2)$.
 
     $G[a,b] = \dfrac{(1+|z|^2)\,\delta_{ab} - \bar z_a z_b}{(1+|z|^2)^2}$; holomorphic sectional
-    curvature 2, Ricci $= (n+1)G$, total volume $\pi^n/n!$.
+    curvature 2, Ricci $= (n+1)G$, $\log\det G = -(n+1)\log(1+|z|^2)$, total volume
+    $\pi^n/n!$.
+
+    Evaluated without overflow or cancellation: with $t = 1/(1+|z|^2)$ and $u = \sqrt t\,z$
+    ($|u| < 1$), $G[a,b] = t\,[(1 + \sum_{c\ne a}|z_c|^2)\,t\,\delta_{ab} - \bar u_a u_b\,
+    (1-\delta_{ab})]$, so at $|z| = 10^8$ in float64 $G$ keeps its true entries
+    ($\sim 10^{-32}$ along z) instead of cancelling to 0. The chart is all of $\mathbb C^n$,
+    but `contains` is False where $1/(1+|z|^2)^2$ is not a normal number of the point's dtype
+    ($|z| \gtrsim 3\cdot10^{9}$ in complex64, $8\cdot10^{76}$ in complex128): there G
+    underflows, and checked entry points refuse such points instead of returning NaN.
     """
+
+    domain_description = (
+        "all of C^n, numerically |z|^2 < 1/sqrt(tiny) of the point's real dtype so that G is "
+        "representable (|z| < 3.0e9 in complex64, 8.2e76 in complex128; use complex128 for "
+        "far points)"
+    )
 
     def __call__(self, z):
         return torch.log1p(sq_norm(z))
 
+    def contains(self, z):
+        return sq_norm(z) < _representable_radius_sq(z.dtype)
+
     def levi(self, z):
-        s = sq_norm(z)[..., None, None]
-        return ((1 + s) * _eye_like(z, self.n) - _outer_conj(z)) / (1 + s) ** 2
+        t = 1 / (1 + sq_norm(z))  # (...), in (0, 1]
+        u = z * t.sqrt().unsqueeze(-1).to(z.dtype)
+        eye = _eye_like(z, self.n)
+        diag = ((1 + _sq_norm_excluding_each(z)) * t.unsqueeze(-1)).to(z.dtype)
+        inner = torch.diag_embed(diag) - _outer_conj(u) * (1 - eye)
+        return t[..., None, None].to(z.dtype) * inner
 
     def partial(self, z):
         return z.conj() / (1 + sq_norm(z)).unsqueeze(-1)
+
+    def log_det_levi(self, z):
+        r"""$\log\det G = -(n+1)\log(1+|z|^2)$, real ``(...)`` (closed form, no matrix)."""
+        return -(self.n + 1) * torch.log1p(sq_norm(z))
 
 
 class ComplexHyperbolic(KahlerPotential):
@@ -70,6 +116,10 @@ class ComplexHyperbolic(KahlerPotential):
 
     def partial(self, z):
         return z.conj() / (1 - sq_norm(z)).unsqueeze(-1)
+
+    def log_det_levi(self, z):
+        r"""$\log\det G = -(n+1)\log(1-|z|^2)$, real ``(...)`` (closed form, no matrix)."""
+        return -(self.n + 1) * torch.log1p(-sq_norm(z))
 
 
 class SiegelDisk(KahlerPotential):

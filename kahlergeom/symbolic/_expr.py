@@ -40,6 +40,8 @@ SUPPORTED_FUNCTIONS = {
 }
 
 _FORBIDDEN = (sp.conjugate, sp.re, sp.im, sp.Abs, sp.arg, sp.sign)
+#: Rewritten into z and zb by `check_expr` (see `rewrite_real_parts`).
+_REWRITTEN = (sp.conjugate, sp.re, sp.im, sp.Abs)
 
 
 def symbols(n: int, z: str = "z", zb: str = "zb") -> tuple[tuple[sp.Symbol, ...], ...]:
@@ -113,6 +115,7 @@ def check_expr(expr, z, zb, name: str = "K") -> sp.Expr:
         raise ValueError(
             f"{name} must be a sympy expression; got {expr!r} ({type(expr).__name__})."
         )
+    expr = rewrite_real_parts(expr, z, zb)
     _check_nodes(expr, name)
     coords = set(z) | set(zb)
     for s in expr.free_symbols:
@@ -126,12 +129,42 @@ def check_expr(expr, z, zb, name: str = "K") -> sp.Expr:
     return expr
 
 
+def rewrite_real_parts(expr, z, zb):
+    r"""Rewrite ``re``, ``im``, ``conjugate`` and ``Abs`` of expressions in z, zb.
+
+    With $w^*$ the formal conjugate (`conjugate`): $\mathrm{Re}\,w = (w + w^*)/2$,
+    $\mathrm{Im}\,w = (w - w^*)/(2i)$, $\bar w = w^*$ and $|w| = \sqrt{w\,w^*}$ (so
+    ``Abs(w)**2`` becomes ``w*w^*``). Innermost first, so nested uses work. For example
+    ``im(z1)`` becomes ``-I*(z1 - zb1)/2`` and ``-log(im(z1))`` is the half-plane potential.
+    Other expressions are returned unchanged.
+    """
+    expr = sp.sympify(expr)
+    if not expr.has(*_REWRITTEN):
+        return expr
+    z, zb = check_coordinates(z, zb)
+    swap = dict(zip(z, zb, strict=True)) | dict(zip(zb, z, strict=True))
+
+    def star(w):
+        return _conj(w, swap)
+
+    rules = (
+        (sp.conjugate, star),
+        (sp.re, lambda w: (w + star(w)) / 2),
+        (sp.im, lambda w: (w - star(w)) / (2 * sp.I)),
+        (sp.Abs, lambda w: sp.sqrt(sp.expand(w * star(w)))),
+    )
+    for func, rule in rules:
+        expr = expr.replace(func, rule)
+    return expr
+
+
 def _check_nodes(expr: sp.Basic, name: str) -> None:
     for node in sp.preorder_traversal(expr):
         if isinstance(node, _FORBIDDEN):
             raise ValueError(
-                f"{name} contains {node}: write |w|^2 as w*wb with the conjugate symbols "
-                "(z and zb are independent), not Abs/conjugate/re/im."
+                f"{name} contains {node}, which cannot be written in z and zb; write |w|^2 as "
+                "w*wb with the conjugate symbols (re, im, conjugate and Abs of coordinate "
+                "expressions are rewritten automatically; arg and sign are not supported)."
             )
         if isinstance(node, sp.Function) and node.func not in SUPPORTED_FUNCTIONS:
             raise ValueError(

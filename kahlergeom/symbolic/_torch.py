@@ -25,6 +25,7 @@ from kahlergeom.symbolic._expr import (
     check_expr,
     conjugate,
     decide_zero,
+    rewrite_real_parts,
 )
 
 _TORCH_FUNCTIONS = {f: getattr(torch, name) for f, name in SUPPORTED_FUNCTIONS.items()}
@@ -244,6 +245,7 @@ def _check_domain(domain, z, zb):
     if isinstance(domain, bool) or domain in (sp.true, sp.false):
         raise ValueError(f"domain must be a relation in z, zb or a callable; got {domain!r}.")
     if isinstance(domain, sp.Basic):
+        domain = rewrite_real_parts(domain, z, zb)
         rels = [r for r in sp.preorder_traversal(domain) if type(r) in _RELATIONS]
         if not rels or not isinstance(domain, (sp.And, sp.Or, sp.Not, *_RELATIONS)):
             raise ValueError(

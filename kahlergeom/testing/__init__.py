@@ -1,7 +1,12 @@
 """Testing tools for users of kahlergeom: hypothesis strategies and contract checks.
 
 Strategies (need ``hypothesis``; the checks do not): `points`, `hermitian_pd_matrices`,
-`unitary_matrices`, `psh_potentials` (random plurisubharmonic potentials), `complex_arrays`.
+`unitary_matrices`, `psh_potentials` (random plurisubharmonic potentials), `complex_arrays`,
+and points of a domain: `ball_points`, `polydisc_points`, `half_plane_points`,
+`domain_points` (any potential's ``contains``, by rejection or by pulling towards a center).
+Settings: `kahlergeom_settings` (no deadline; also registered as the hypothesis profiles
+``"kahlergeom"`` and ``"kahlergeom-ci"``) — without it, hypothesis' 200 ms default deadline
+fails property tests at random, because first calls of ``torch.func`` transforms are slow.
 Contract checks (raise ``AssertionError`` naming the failing point): `assert_hermitian`,
 `assert_psh`, `assert_kahler`, `assert_batch_consistent`.
 
@@ -26,9 +31,14 @@ try:
         AffineLogNorm,
         AffineSquaredNorm,
         PotentialSum,
+        ball_points,
         complex_arrays,
+        domain_points,
+        half_plane_points,
         hermitian_pd_matrices,
+        kahlergeom_settings,
         points,
+        polydisc_points,
         psh_potentials,
         unitary_matrices,
     )
@@ -54,10 +64,15 @@ __all__ = [
     "assert_hermitian",
     "assert_kahler",
     "assert_psh",
+    "ball_points",
     "complex_arrays",
     "default_tolerance",
+    "domain_points",
+    "half_plane_points",
     "hermitian_pd_matrices",
+    "kahlergeom_settings",
     "points",
+    "polydisc_points",
     "psh_potentials",
     "unitary_matrices",
 ]

@@ -56,6 +56,20 @@ def _first_bad(bad: torch.Tensor) -> tuple:
     return tuple(bad.nonzero()[0].tolist()) if bad.ndim else ()
 
 
+def _finite_metric(obj, M: HermitianManifold, z: torch.Tensor) -> torch.Tensor:
+    """G(z), or AssertionError naming the first point where it is NaN or inf (overflow)."""
+    G = M.metric(z)
+    bad = ~torch.isfinite(G).flatten(-2).all(-1)
+    if bool(bad.any()):
+        i = _first_bad(bad)
+        raise AssertionError(
+            f"metric of {obj!r} is not finite (NaN or overflow) at {int(bad.sum())} point(s); "
+            f"first at {_where(z, i)}. Keep test points away from the domain's boundary "
+            "(e.g. kahlergeom.testing.domain_points(..., center=..., margin=...))."
+        )
+    return G
+
+
 def _scale(G: torch.Tensor) -> torch.Tensor:
     return G.abs().flatten(-2).amax(-1).clamp_min(1.0)
 
@@ -69,7 +83,7 @@ def assert_hermitian(obj, z: torch.Tensor, *, rtol: float | None = None) -> None
         rtol: default `default_tolerance(z.dtype, "hermitian")`.
     """
     M = _as_manifold(obj)
-    G = M.metric(z)
+    G = _finite_metric(obj, M, z)
     rtol = default_tolerance(z.dtype, "hermitian") if rtol is None else rtol
     err = (G - G.mH).abs().flatten(-2).amax(-1)
     tol = rtol * _scale(G)
@@ -90,7 +104,7 @@ def assert_psh(obj, z: torch.Tensor, *, strict: bool = False, rtol: float | None
     PSD needs λ_min ≥ −tol, strict needs λ_min > tol.
     """
     M = _as_manifold(obj)
-    ok, lam, tol = psd_test(M.metric(z), strict=strict, rtol=rtol)
+    ok, lam, tol = psd_test(_finite_metric(obj, M, z), strict=strict, rtol=rtol)
     bad = ~ok
     if bool(bad.any()):
         i = _first_bad(bad)

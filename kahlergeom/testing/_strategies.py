@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -25,9 +26,14 @@ __all__ = [
     "AffineLogNorm",
     "AffineSquaredNorm",
     "PotentialSum",
+    "ball_points",
     "complex_arrays",
+    "domain_points",
+    "half_plane_points",
     "hermitian_pd_matrices",
+    "kahlergeom_settings",
     "points",
+    "polydisc_points",
     "psh_potentials",
     "unitary_matrices",
 ]
@@ -259,3 +265,175 @@ def psh_potentials(n: int, *, kinds=("sum", "lse", "mixture")):
     if unknown or not kinds:
         raise ValueError(f"kinds must be a non-empty subset of {sorted(table)}; got {kinds!r}.")
     return st.one_of([table[k](n) for k in kinds])
+
+
+# -- domain-aware points and a settings profile ----------------------------------------------
+
+
+def _check_n(n) -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an integer >= 1; got {n!r}.")
+    return n
+
+
+def _check_margin(margin) -> float:
+    if not (isinstance(margin, int | float) and 0 <= margin < 1):
+        raise ValueError(f"margin must be a number in [0, 1); got {margin!r}.")
+    return float(margin)
+
+
+def _check_positive(value, name: str) -> float:
+    if not (isinstance(value, int | float) and not isinstance(value, bool) and value > 0):
+        raise ValueError(f"{name} must be a number > 0; got {value!r}.")
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite; got {value!r}.")
+    return float(value)
+
+
+def _floats(lo: float, hi: float):
+    return st.floats(lo, hi, allow_nan=False, allow_infinity=False, allow_subnormal=False)
+
+
+def ball_points(
+    n: int, *, radius: float = 1.0, margin: float = 0.05, batch=(), dtype=torch.complex128
+):
+    r"""Points of the ball $|z| \le (1-\text{margin})\,\text{radius}$ (e.g. `ComplexHyperbolic`).
+
+    The same as ``points(n, radius=radius, margin=margin, ...)``; rim points occur on purpose.
+    """
+    _check_n(n)
+    _check_margin(margin)
+    return points(
+        n, batch=batch, radius=_check_positive(radius, "radius"), margin=margin, dtype=dtype
+    )
+
+
+def polydisc_points(
+    n: int, *, radius: float = 1.0, margin: float = 0.05, batch=(), dtype=torch.complex128
+):
+    r"""Points of the polydisc $|z_a| \le (1-\text{margin})\,\text{radius}$ for every a.
+
+    Each coordinate is drawn as modulus ∈ [0, (1−margin)·radius] (the rim value included as
+    an explicit case) and an angle; shape ``(*batch, n)``, ``dtype`` complex.
+    """
+    _check_n(n)
+    _check_complex_dtype(dtype)
+    r_max = (1 - _check_margin(margin)) * _check_positive(radius, "radius")
+    shape = (*tuple(batch), n)
+    moduli = hnp.arrays(np.float64, shape, elements=st.one_of(_floats(0.0, r_max), st.just(r_max)))
+    angles = hnp.arrays(np.float64, shape, elements=_floats(-np.pi, np.pi))
+
+    def build(args):
+        r, theta = args
+        return torch.polar(torch.from_numpy(r.copy()), torch.from_numpy(theta.copy())).to(dtype)
+
+    return st.tuples(moduli, angles).map(build)
+
+
+def half_plane_points(
+    n: int, *, scale: float = 2.0, min_imag: float = 0.05, batch=(), dtype=torch.complex128
+):
+    r"""Points of the product of upper half-planes: $\mathrm{Im}\,z_a \ge$ ``min_imag`` for all a.
+
+    Real parts in ``[-scale, scale]``, imaginary parts in ``[min_imag, min_imag + scale]``
+    (``min_imag`` itself included as an explicit case, so points near the boundary occur).
+    """
+    _check_n(n)
+    _check_complex_dtype(dtype)
+    scale = _check_positive(scale, "scale")
+    min_imag = _check_positive(min_imag, "min_imag")
+    shape = (*tuple(batch), n)
+    re = hnp.arrays(np.float64, shape, elements=_floats(-scale, scale))
+    im = hnp.arrays(
+        np.float64,
+        shape,
+        elements=st.one_of(_floats(min_imag, min_imag + scale), st.just(min_imag)),
+    )
+    return st.tuples(re, im).map(
+        lambda a: torch.complex(torch.from_numpy(a[0].copy()), torch.from_numpy(a[1].copy())).to(
+            dtype
+        )
+    )
+
+
+def domain_points(
+    potential: KahlerPotential,
+    *,
+    batch=(),
+    scale: float = 2.0,
+    center=None,
+    margin: float = 0.05,
+    dtype=torch.complex128,
+):
+    r"""Points inside ``potential``'s domain (its ``contains``), for any potential.
+
+    Candidates are drawn in the box $[-\text{scale}, \text{scale}]$ (real and imaginary
+    parts). Without ``center`` a candidate outside the domain is rejected (hypothesis
+    filtering: fine when the domain fills much of the box). With ``center`` (a point of the
+    domain, complex ``(n,)``) a candidate outside is pulled towards it,
+    $w = c + 2^{-k}(z - c)$ for the first k ≤ 60 that keeps a relative ``margin`` from the
+    boundary ($c + (w - c)/(1 - \text{margin})$ inside too), which works for every domain
+    that is star-shaped about the center (balls, polydiscs, the Siegel disk, half-planes
+    about an interior point) and keeps points off the boundary, where metrics overflow.
+    Each point of a batch is drawn on its own.
+
+    Example:
+        >>> from hypothesis import given
+        >>> from kahlergeom.potentials import SiegelDisk
+        >>> D = SiegelDisk(2)
+        >>> @given(domain_points(D, center=torch.zeros(4, dtype=torch.complex128)))
+        ... def test_inside(z):
+        ...     assert bool(D.contains(z))
+    """
+    if not isinstance(potential, KahlerPotential):
+        raise ValueError(f"potential must be a KahlerPotential; got {type(potential).__name__}.")
+    _check_complex_dtype(dtype)
+    n = potential.n
+    scale = _check_positive(scale, "scale")
+    if center is not None:
+        if not isinstance(center, torch.Tensor) or center.shape != (n,) or not center.is_complex():
+            raise ValueError(f"center must be a complex tensor of shape ({n},); got {center!r}.")
+        center = center.to(dtype)
+        if not bool(potential.contains(center)):
+            raise ValueError(f"center must lie in the domain ({potential.domain_description}).")
+
+    def inside(z):
+        return bool(potential.contains(z))
+
+    stretch = 1 / (1 - _check_margin(margin))
+
+    def clear(w):
+        return inside(w) and (center is None or inside(center + (w - center) * stretch))
+
+    def pull(z):
+        if center is None:
+            return z
+        for k in range(61):
+            w = center + (z - center) * 2.0**-k
+            if clear(w):
+                return w
+        return z
+
+    one = complex_arrays((n,), scale=scale, dtype=dtype).map(pull).filter(clear)
+    count = int(np.prod(tuple(batch))) if batch else None
+    if count is None:
+        return one
+    return st.lists(one, min_size=count, max_size=count).map(
+        lambda zs: torch.stack(zs).reshape(*tuple(batch), n)
+    )
+
+
+#: Settings for property tests of kahlergeom objects: no per-example deadline (the first call
+#: of a ``torch.func`` transform is slow and timings vary under load, so hypothesis' default
+#: 200 ms deadline fails at random) and no "too slow" health check. Use it as a decorator,
+#: ``@kahlergeom_settings``, or load the registered profile ``"kahlergeom"`` (or
+#: ``"kahlergeom-ci"``: derandomized, fewer examples) in your conftest.py.
+kahlergeom_settings = settings(
+    deadline=None,
+    max_examples=50,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile("kahlergeom", kahlergeom_settings)
+settings.register_profile(
+    "kahlergeom-ci", kahlergeom_settings, max_examples=20, derandomize=True, print_blob=True
+)

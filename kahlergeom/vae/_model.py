@@ -12,6 +12,8 @@ $$\mathrm{KL}(\mathcal{CN}(m,\Gamma)\,\|\,\mathcal{CN}(0,I)) = \mathrm{tr}\,\Gam
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -21,7 +23,7 @@ from torch import nn
 from kahlergeom._checks import real_dtype_of
 from kahlergeom._linalg import complex_normal_sample
 from kahlergeom.decoders._likelihoods import ComplexGaussian
-from kahlergeom.vae._layers import complex_mlp
+from kahlergeom.vae._layers import ACTIVATIONS, complex_mlp
 
 _COMPLEX = (torch.complex64, torch.complex128)
 
@@ -151,6 +153,69 @@ class ComplexDecoder(nn.Module):
         return mean, var
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_vae_options(
+    data_dim,
+    latent_dim,
+    hidden,
+    encoder_activation,
+    decoder_activation,
+    covariance,
+    decoder_variance,
+    min_variance,
+    dtype,
+) -> tuple[int, ...]:
+    """Validate every `ComplexVAE` option (ValueError naming it); return ``hidden`` as a tuple."""
+    for name, value in (("data_dim", data_dim), ("latent_dim", latent_dim)):
+        if not _is_int(value) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1; got {value!r}.")
+    if isinstance(hidden, int | str) or not hasattr(hidden, "__iter__"):
+        raise ValueError(f"hidden must be a sequence of layer widths, e.g. (64,); got {hidden!r}.")
+    hidden = tuple(hidden)
+    bad = [h for h in hidden if not _is_int(h) or h < 1]
+    if bad:
+        raise ValueError(
+            f"hidden must hold integer layer widths >= 1; got {hidden!r} (bad: {bad[0]!r})."
+        )
+    for name, value in (
+        ("encoder_activation", encoder_activation),
+        ("decoder_activation", decoder_activation),
+    ):
+        if value not in ACTIVATIONS:
+            raise ValueError(f"{name} must be one of {sorted(ACTIVATIONS)}; got {value!r}.")
+    if covariance not in ("diagonal", "full"):
+        raise ValueError(f"covariance must be 'diagonal' or 'full'; got {covariance!r}.")
+    if isinstance(decoder_variance, str):
+        if decoder_variance not in ("learned", "point"):
+            raise ValueError(
+                "decoder_variance must be 'learned', 'point' or a positive number; got "
+                f"{decoder_variance!r}."
+            )
+    elif not (
+        isinstance(decoder_variance, int | float)
+        and not isinstance(decoder_variance, bool)
+        and math.isfinite(decoder_variance)
+        and decoder_variance > 0
+    ):
+        raise ValueError(
+            "decoder_variance must be 'learned', 'point' or a finite number > 0; got "
+            f"{decoder_variance!r}."
+        )
+    if not (
+        isinstance(min_variance, int | float)
+        and not isinstance(min_variance, bool)
+        and math.isfinite(min_variance)
+        and min_variance >= 0
+    ):
+        raise ValueError(f"min_variance must be a finite number >= 0; got {min_variance!r}.")
+    if dtype not in _COMPLEX:
+        raise ValueError(f"dtype must be torch.complex64 or torch.complex128; got {dtype!r}.")
+    return tuple(int(h) for h in hidden)
+
+
 class ComplexVAE(nn.Module):
     r"""Complex VAE: encoder CN(m, Γ), prior CN(0, I), circular complex Gaussian decoder.
 
@@ -182,12 +247,17 @@ class ComplexVAE(nn.Module):
         dtype: torch.dtype = torch.complex64,
     ):
         super().__init__()
-        for name, value in (("data_dim", data_dim), ("latent_dim", latent_dim)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1; got {value!r}.")
-        if dtype not in _COMPLEX:
-            raise ValueError(f"dtype must be torch.complex64 or torch.complex128; got {dtype}.")
-        hidden = tuple(int(h) for h in hidden)
+        hidden = _check_vae_options(
+            data_dim,
+            latent_dim,
+            hidden,
+            encoder_activation,
+            decoder_activation,
+            covariance,
+            decoder_variance,
+            min_variance,
+            dtype,
+        )
         self.data_dim, self.latent_dim, self.dtype = data_dim, latent_dim, dtype
         #: Constructor arguments (plain types), saved in checkpoints; see `from_config`.
         self.config = {
@@ -218,8 +288,16 @@ class ComplexVAE(nn.Module):
     @classmethod
     def from_config(cls, config: dict) -> ComplexVAE:
         """Rebuild a model (untrained) from its `config` dictionary."""
+        if not isinstance(config, dict):
+            raise ValueError(f"config must be a dict (ComplexVAE.config); got {config!r}.")
         cfg = dict(config)
-        dtype = getattr(torch, cfg.pop("dtype"))
+        missing = [k for k in ("data_dim", "latent_dim", "hidden", "dtype") if k not in cfg]
+        if missing:
+            raise ValueError(f"config has no {', '.join(map(repr, missing))} entry.")
+        name = cfg.pop("dtype")
+        if name not in ("complex64", "complex128"):
+            raise ValueError(f"config dtype must be 'complex64' or 'complex128'; got {name!r}.")
+        dtype = getattr(torch, name)
         return cls(
             cfg.pop("data_dim"), cfg.pop("latent_dim"), tuple(cfg.pop("hidden")), dtype=dtype, **cfg
         )

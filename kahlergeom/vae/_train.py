@@ -13,6 +13,7 @@ log-sum-exp surrogate built from the batch's encoder posteriors (``metric="surro
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from dataclasses import asdict, dataclass, field
@@ -23,6 +24,17 @@ from kahlergeom._checks import check_temperature
 from kahlergeom._linalg import hermitian_logdet
 from kahlergeom.manifolds._fisher import FisherManifold
 from kahlergeom.potentials._mixture import GaussianMixturePotential
+from kahlergeom.vae._checkpoint import (
+    FORMAT,
+    FORMAT_VERSION,
+    TRANSFORMS,
+    atomic_save,
+    check_model_matches,
+    check_optimizer_matches,
+    check_run_matches,
+    check_transform,
+    read_checkpoint,
+)
 from kahlergeom.vae._model import ComplexVAE
 
 _KINDS = ("variance", "magnitude")
@@ -85,50 +97,85 @@ class TrainConfig:
     regulariser: GeometricRegulariser | None = None
     checkpoint_path: str | None = None
     progress: bool = True
+    #: The real → complex transform the data went through (``"identity"``/``"fft"``), stored
+    #: in checkpoints so that readers can refuse data prepared differently; None = unknown.
+    data_transform: str | None = None
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size"):
+        for name, low, why in (
+            ("epochs", 1, ""),
+            ("batch_size", 2, " (batches of one example are skipped: see Trainer)"),
+        ):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1; got {value!r}.")
-        if not (isinstance(self.lr, int | float) and self.lr > 0):
-            raise ValueError(f"lr must be a number > 0; got {self.lr!r}.")
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}{why}; got {value!r}.")
+        for name, positive in (("lr", True), ("kl_weight", False)):
+            value = getattr(self, name)
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            if not (ok and math.isfinite(value) and (value > 0 if positive else value >= 0)):
+                bound = "> 0" if positive else ">= 0"
+                raise ValueError(f"{name} must be a finite number {bound}; got {value!r}.")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be an integer >= 0; got {self.seed!r}.")
+        if self.regulariser is not None and not isinstance(self.regulariser, GeometricRegulariser):
+            raise ValueError(
+                f"regulariser must be a GeometricRegulariser or None; got {self.regulariser!r}."
+            )
+        if self.checkpoint_path is not None and not isinstance(self.checkpoint_path, str):
+            raise ValueError(
+                f"checkpoint_path must be a path string or None; got {self.checkpoint_path!r}."
+            )
+        if self.data_transform is not None and self.data_transform not in TRANSFORMS:
+            raise ValueError(
+                f"data_transform must be one of {TRANSFORMS} or None; got {self.data_transform!r}."
+            )
+
+    def run_options(self) -> dict:
+        """The options a resumed run must share with the saved one (stored in checkpoints)."""
+        reg = None if self.regulariser is None else asdict(self.regulariser)
+        return {
+            "seed": self.seed,
+            "batch_size": self.batch_size,
+            "lr": float(self.lr),
+            "kl_weight": float(self.kl_weight),
+            "regulariser": reg,
+        }
 
 
 @dataclass
 class TrainHistory:
+    """Per-epoch means over the batches: loss (minimised), ELBO, regulariser term."""
+
     loss: list[float] = field(default_factory=list)
     elbo: list[float] = field(default_factory=list)
     regulariser: list[float] = field(default_factory=list)
 
 
 def load_model(path: str) -> ComplexVAE:
-    """Rebuild a trained `ComplexVAE` from a checkpoint written by `Trainer` (eval mode)."""
-    if not os.path.isfile(path):
-        raise ValueError(f"path: no checkpoint at {path!r}.")
+    """Rebuild a trained `ComplexVAE` from a checkpoint written by `Trainer` (eval mode).
+
+    The file is validated (format, configuration, weights' names, shapes and dtype) before the
+    model is built; any problem is a ``ValueError`` naming the file and the field. The data
+    transform the model was trained on is `checkpoint_transform`.
+    """
+    state = read_checkpoint(path, training=False)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
         model = ComplexVAE.from_config(state["model_config"])
-        model.load_state_dict(state["model"])
-    except ValueError:
-        raise
-    except Exception as exc:
-        raise ValueError(f"path: {path!r} is not a readable kahlergeom checkpoint: {exc}") from exc
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise ValueError(f"checkpoint {path!r}: its model_config is not usable: {exc}") from exc
+    check_model_matches(state, model)
+    model.load_state_dict(state["model"])
+    model.data_transform = state.get("data_transform")
     return model.eval()
 
 
-def _atomic_save(obj, path: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        # A failed or interrupted save leaves the old checkpoint and no partial temp file.
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+def checkpoint_transform(path: str) -> str | None:
+    """The data transform (``"identity"``/``"fft"``) stored in a checkpoint; None if unknown."""
+    return read_checkpoint(path, training=False).get("data_transform")
+
+
+# Kept for callers that imported the private helper.
+_atomic_save = atomic_save
 
 
 class Trainer:
@@ -136,7 +183,9 @@ class Trainer:
 
     Shuffling and reparameterisation noise come from one ``torch.Generator`` seeded with
     ``config.seed``; its state is checkpointed with the model and optimiser, so a resumed run
-    continues bit-identically (same CPU thread count assumed).
+    continues bit-identically (same CPU thread count assumed). Each epoch visits a fresh
+    permutation in batches of ``config.batch_size``; a last batch of a single example is
+    skipped (the regulariser's variance needs two), so ``batch_size`` and ``x`` need >= 2.
     """
 
     def __init__(self, model: ComplexVAE, x: torch.Tensor, config: TrainConfig | None = None):
@@ -145,7 +194,14 @@ class Trainer:
         self.model = model
         # Data follow the model's device (CPU or GPU); the RNG stays on the CPU (see
         # `complex_normal`), so a run is reproducible and resumable on either.
-        self.x = model.check_data(x, "x").to(next(model.parameters()).device)
+        if config is not None and not isinstance(config, TrainConfig):
+            raise ValueError(f"config must be a TrainConfig or None; got {type(config).__name__}.")
+        x = model.check_data(x, "x")
+        if x.shape[0] < 2:
+            raise ValueError(
+                f"x must hold at least 2 examples (a batch needs two); got {x.shape[0]}."
+            )
+        self.x = x.to(next(model.parameters()).device)
         self.config = config or TrainConfig()
         self.optimizer = torch.optim.Adam(model.parameters(), lr=self.config.lr)
         self.generator = torch.Generator(device="cpu").manual_seed(self.config.seed)
@@ -155,8 +211,13 @@ class Trainer:
     # -- checkpoints ------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {
-            "model": self.model.state_dict(),
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
             "model_config": self.model.config,
+            "dtype": self.model.config["dtype"],
+            "data_transform": self.config.data_transform,
+            "train_config": self.config.run_options(),
+            "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
             "epoch": self.epoch,
@@ -165,20 +226,37 @@ class Trainer:
 
     def save_checkpoint(self, path: str) -> None:
         """Write a checkpoint atomically (temporary file, then ``os.replace``)."""
-        _atomic_save(self.state_dict(), path)
+        atomic_save(self.state_dict(), path)
 
     def load_checkpoint(self, path: str) -> None:
-        """Restore model, optimiser, RNG and progress from ``path``."""
-        if not os.path.isfile(path):
-            raise ValueError(f"path: no checkpoint at {path!r}.")
+        """Restore model, optimiser, RNG and progress from ``path``.
+
+        Everything is compared before anything is loaded: the file's format, the model
+        configuration (sizes, activations, decoder-variance mode, dtype) and weights, the
+        optimiser state, the generator state, the data transform and the run's options
+        (seed, batch size, learning rate, KL weight, regulariser). A mismatch raises a
+        ``ValueError`` naming the file and the field, and the trainer is left unchanged.
+        """
+        state = read_checkpoint(path, training=True)
+        check_model_matches(state, self.model)
+        check_optimizer_matches(state, self.optimizer)
+        self.config.data_transform = check_transform(state, self.config.data_transform)
+        check_run_matches(state, self.config.run_options())
+        backup = (
+            {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+            copy.deepcopy(self.optimizer.state_dict()),
+            self.generator.get_state(),
+        )
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise ValueError(f"path: {path!r} is not a readable checkpoint: {exc}") from exc
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.generator.set_state(state["generator"])
-        self.epoch = int(state["epoch"])
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.generator.set_state(state["generator"])
+        except Exception as exc:  # checked above; restore the trainer if torch still refuses
+            self.model.load_state_dict(backup[0])
+            self.optimizer.load_state_dict(backup[1])
+            self.generator.set_state(backup[2])
+            raise ValueError(f"checkpoint {path!r}: cannot be loaded: {exc}") from exc
+        self.epoch = state["epoch"]
         self.history = TrainHistory(**state["history"])
 
     # -- training ---------------------------------------------------------------------
