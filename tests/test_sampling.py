@@ -40,6 +40,10 @@ from kahlergeom.sampling import (
     MALA,
     SIR,
     ComplexNormal,
+    LogTarget,
+    MCMCSampler,
+    Sampler,
+    SamplingResult,
     SamplingWarning,
     effective_sample_size,
     importance_ess,
@@ -48,12 +52,12 @@ from kahlergeom.sampling import (
     split_rhat,
 )
 from kahlergeom.sampling._priors import resolve_prior
-from kahlergeom.sampling._samplers import _logdet_pd, _LogTarget
+from kahlergeom.volume import StudentTProposal
 
 P_PASS = 0.01  # a correct sampler must not be rejected at this level (fixed seeds)
 P_FAIL = 1e-6  # a wrong target must be rejected far below it
 N = 2000
-MCMC = dict(n_chains=N, burn_in=250, thin=1)  # one draw per independent chain
+MCMC = dict(method=MALA(n_chains=N, burn_in=250))  # one draw per independent chain
 
 
 def _s(z: torch.Tensor) -> np.ndarray:
@@ -123,26 +127,6 @@ def test_fs_volume_density_is_one_plus_s_power():
     assert_close(_fs(3).volume_density(z), (1 + sq_norm(z)) ** -4)
 
 
-# -- the log determinant used inside the samplers --------------------------------------------
-@pytest.mark.parametrize("n", [1, 2, 3, 5, 20])
-def test_logdet_pd_matches_slogdet_and_gradient(n):
-    g = torch.Generator().manual_seed(n)
-    A = torch.randn(7, n, n, dtype=torch.complex128, generator=g)
-    G = A @ A.mH + 0.1 * torch.eye(n, dtype=torch.complex128)
-    G.requires_grad_(True)
-    ld, ok = _logdet_pd(G)
-    assert bool(ok.all())
-    ref = torch.linalg.slogdet(G.detach())[1]
-    assert_close(ld.detach(), ref)
-    (g1,) = torch.autograd.grad(ld.sum(), G)
-    (g2,) = torch.autograd.grad(torch.linalg.slogdet(G)[1].sum(), G)
-    assert_close(g1, g2, rtol=1e-8, atol=1e-10)
-    # Indefinite matrices are flagged.
-    D = torch.diag_embed(torch.tensor([1.0] * (n - 1) + [-1.0], dtype=torch.complex128))
-    U = torch.linalg.qr(A[0])[0]
-    assert not bool(_logdet_pd(U @ D @ U.mH)[1])
-
-
 # -- gradients of the log target ---------------------------------------------------------------
 class _NoClosedFormFS(KahlerPotential):
     """Fubini–Study written without a closed-form Levi matrix (autodiff path)."""
@@ -158,7 +142,7 @@ def test_log_target_gradient_fubini_study(closed_form):
     n, beta = 2, 1.5
     pot = FubiniStudy(n) if closed_form else _NoClosedFormFS(n)
     M = kg.KahlerManifold(pot)
-    target = _LogTarget(M, resolve_prior(ComplexNormal(n), n), beta)
+    target = LogTarget(M, resolve_prior(ComplexNormal(n), n), beta, n, torch.complex128)
     u = torch.randn(6, 2 * n, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     val, grad, ok = target(u, u)
     s = u.square().sum(-1)
@@ -169,7 +153,7 @@ def test_log_target_gradient_fubini_study(closed_form):
 
 def test_log_target_outside_domain_is_minus_inf():
     M = kg.KahlerManifold(ComplexHyperbolic(1))
-    target = _LogTarget(M, resolve_prior(None, 1), 1.0)
+    target = LogTarget(M, resolve_prior(None, 1), 1.0, 1, torch.complex128)
     u = torch.tensor([[0.1, 0.2], [1.5, 0.0], [float("nan"), 0.0]], dtype=torch.float64)
     fallback = torch.zeros_like(u)
     val, grad, ok = target(u, fallback)
@@ -263,7 +247,7 @@ def test_mala_fubini_study_n1_beta2(fs1_beta2):
 
 def test_hmc_fubini_study_n2_beta1():
     r = sample_volume(
-        _fs(2), N, beta=1.0, method=HMC(n_leapfrog=3), seed=13, n_chains=N, burn_in=150,
+        _fs(2), N, beta=1.0, method=HMC(n_leapfrog=3, n_chains=N, burn_in=150), seed=13,
     )  # fmt: skip
     z = r.samples
     s = _s(z)
@@ -328,7 +312,7 @@ def test_ball_gaussian_prior_singular_boundary():
     init = _exact_ball_quarter(N, seed=0)
     # (Over 40 iterations chains in the boundary layer barely move, so the within-window R̂ is
     # high although the ensemble is stationary: silence that warning here.)
-    r = sample_volume(M, N, method=MALA(0.25, adapt=False), init=init, n_chains=N, burn_in=40,
+    r = sample_volume(M, N, method=MALA(0.25, adapt=False, n_chains=N, burn_in=40), init=init,
                       seed=16, max_rhat=math.inf, **kw)  # fmt: skip
     s = _s(r.samples)
     assert bool(M.contains(r.samples).all())
@@ -412,11 +396,10 @@ def test_fisher_metric_of_test_decoder():
     assert_close(M.volume_density(z), 1 + sq_norm(z))
 
 
-@pytest.mark.parametrize("method", [SIR(n_proposals=60_000), MALA()])
+@pytest.mark.parametrize("method", [SIR(n_proposals=60_000), MALA(n_chains=1000, burn_in=100)])
 def test_fisher_manifold_sampling(method):
     M = kg.FisherManifold(_QuadDecoder())
-    kw = {} if isinstance(method, SIR) else dict(n_chains=1000, burn_in=100)
-    r = sample_volume(M, 1000, log_prior=ComplexNormal(1), method=method, seed=22, **kw)
+    r = sample_volume(M, 1000, log_prior=ComplexNormal(1), method=method, seed=22)
     s = _s(r.samples)
     assert stats.kstest(s, fisher_quad_cdf).pvalue > P_PASS
     assert stats.kstest(s, stats.expon.cdf).pvalue < 1e-4  # β = 0
@@ -465,7 +448,7 @@ def test_log_volume_weight_jitter_and_errors():
 def test_low_acceptance_is_reported():
     with pytest.warns(SamplingWarning, match="acceptance rate"):
         r = sample_volume(
-            _fs(1), 200, method=MALA(step_size=60.0, adapt=False), n_chains=50, burn_in=0,
+            _fs(1), 200, method=MALA(step_size=60.0, adapt=False, n_chains=50, burn_in=0),
             seed=0, min_ess=0, max_rhat=math.inf,
         )  # fmt: skip
     assert not r.ok and r.mean_acceptance < 0.1
@@ -475,7 +458,7 @@ def test_low_acceptance_is_reported():
 def test_low_ess_is_reported():
     with pytest.warns(SamplingWarning, match="effective sample size"):
         r = sample_volume(
-            _fs(1), 400, method=MALA(step_size=0.02, adapt=False), n_chains=4, burn_in=0,
+            _fs(1), 400, method=MALA(step_size=0.02, adapt=False, n_chains=4, burn_in=0),
             seed=0, min_acceptance=0.0, max_rhat=math.inf,
         )  # fmt: skip
     assert r.min_ess < 100
@@ -486,16 +469,16 @@ def test_unmixed_chains_are_reported_by_rhat():
     init = torch.tensor([[4.0 + 0j], [-4.0 + 0j]] * 10, dtype=torch.complex128)
     with pytest.warns(SamplingWarning, match="R-hat"):
         r = sample_volume(
-            kg.KahlerManifold(Flat(1)), 400, log_prior=ComplexNormal(1), init=init, n_chains=20,
-            method=MALA(0.01, adapt=False), burn_in=50, seed=0, min_ess=0,
+            kg.KahlerManifold(Flat(1)), 400, log_prior=ComplexNormal(1), init=init,
+            method=MALA(0.01, adapt=False, n_chains=20, burn_in=50), seed=0, min_ess=0,
         )  # fmt: skip
     assert r.rhat > 1.5 and not r.ok
 
 
 def test_ess_field_matches_estimator_on_the_kept_draws():
     r = sample_volume(
-        kg.KahlerManifold(Flat(1)), 400, log_prior=ComplexNormal(1), n_chains=10, burn_in=50,
-        seed=3, min_ess=0,
+        kg.KahlerManifold(Flat(1)), 400, log_prior=ComplexNormal(1),
+        method=MALA(n_chains=10, burn_in=50), seed=3, min_ess=0,
     )  # fmt: skip
     assert r.chains.shape == (40, 10, 1)
     assert_close(r.ess, effective_sample_size(kg.wirtinger.to_real(r.chains)))
@@ -504,7 +487,7 @@ def test_ess_field_matches_estimator_on_the_kept_draws():
 
 def test_reproducible_and_generator_forms():
     M = _fs(2)
-    kw = dict(n_chains=20, burn_in=20, thin=1, max_rhat=math.inf)  # short: not mixed
+    kw = dict(method=MALA(n_chains=20, burn_in=20), max_rhat=math.inf)  # short: not mixed
     a = sample_volume(M, 100, seed=5, min_ess=0, **kw).samples
     b = sample_volume(M, 100, generator=torch.Generator().manual_seed(5), min_ess=0, **kw).samples
     c = sample_volume(M, 100, generator=5, min_ess=0, **kw).samples
@@ -516,14 +499,15 @@ def test_init_and_dtype_and_progress():
     M = kg.KahlerManifold(ComplexHyperbolic(2))
     init = torch.full((2,), 0.1 + 0.1j, dtype=torch.complex64)
     r = sample_volume(
-        M, 40, log_prior=ComplexNormal(2), beta=0.2, init=init, n_chains=8, burn_in=10,
+        M, 40, log_prior=ComplexNormal(2), beta=0.2, init=init, method=MALA(n_chains=8, burn_in=10),
         seed=1, min_ess=0, max_rhat=math.inf, progress=True,
     )  # fmt: skip
     assert r.samples.dtype == torch.complex64 and r.samples.shape == (40, 2)
     assert r.chains.shape == (5, 8, 2)
     # Default init for a bounded domain with the flat prior: shrunk CN draws inside the ball.
     r = sample_volume(M, 16, beta=0.2, log_prior=lambda z: 4 * torch.log1p(-sq_norm(z)),
-                      n_chains=8, burn_in=5, seed=2, min_ess=0, max_rhat=math.inf)  # fmt: skip
+                      method=MALA(n_chains=8, burn_in=5), seed=2, min_ess=0,
+                      max_rhat=math.inf)  # fmt: skip
     assert bool(M.contains(r.samples).all())
 
 
@@ -542,7 +526,7 @@ def test_argument_errors():
     with pytest.raises(ValueError, match="log_prior must be"):
         sample_volume(M, 10, log_prior=3.0)
     with pytest.raises(ValueError, match="log_prior\\(z\\) must return"):
-        sample_volume(M, 10, log_prior=lambda z: z.real, n_chains=2, seed=0)
+        sample_volume(M, 10, log_prior=lambda z: z.real, seed=0)
     with pytest.raises(ValueError, match="step_size must be given"):
         MALA(adapt=False)
     with pytest.raises(ValueError, match="step_size must be"):
@@ -555,7 +539,8 @@ def test_argument_errors():
     with pytest.raises(ValueError, match="outside the domain"):
         sample_volume(ball, 10, init=torch.tensor([1.5 + 0j], dtype=torch.complex128))
     with pytest.raises(ValueError, match="init must have shape"):
-        sample_volume(ball, 10, n_chains=3, init=torch.zeros(2, 1, dtype=torch.complex128))
+        init = torch.zeros(2, 1, dtype=torch.complex128)
+        sample_volume(ball, 10, method=MALA(n_chains=3), init=init)
     with pytest.raises(ValueError, match="latent dimension n is unknown"):
         sample_volume(kg.FisherManifold(lambda z: (z, torch.ones(z.shape).double())), 10)
     with pytest.raises(ValueError, match="event_shape"):
@@ -565,18 +550,125 @@ def test_argument_errors():
 # -- kernel invariance from exact starts (slow: 20 000 chains) --------------------------------
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "method", [MALA(1.1, adapt=False), HMC(0.86, n_leapfrog=3, adapt=False)], ids=["MALA", "HMC"]
+    "method",
+    [
+        MALA(1.1, adapt=False, n_chains=20_000, burn_in=30),
+        HMC(0.86, n_leapfrog=3, adapt=False, n_chains=20_000, burn_in=30),
+    ],
+    ids=["MALA", "HMC"],
 )
 def test_kernels_leave_the_fubini_study_volume_invariant(method):
     C = 20_000
     init = _exact_fs(2, C, seed=1)
     # 30 iterations are far too few for the chains to mix (R̂ ≈ 2), but the ensemble is
     # stationary from an exact start: that is what this test checks.
-    r = sample_volume(
-        _fs(2), C, method=method, init=init, n_chains=C, burn_in=30, seed=2, max_rhat=math.inf
-    )
+    r = sample_volume(_fs(2), C, method=method, init=init, seed=2, max_rhat=math.inf)
     s = _s(r.samples)
     assert stats.kstest(s / (1 + s), stats.beta(2, 1).cdf).pvalue > P_PASS
     frac = (r.samples[:, 0].real ** 2 + r.samples[:, 0].imag ** 2).numpy() / s
     assert stats.kstest(frac, stats.uniform.cdf).pvalue > P_PASS
     assert 0.5 < r.mean_acceptance < 0.7
+
+
+# -- the Sampler extension point ---------------------------------------------------------------
+class _IMH(Sampler):
+    """A user-written independence Metropolis sampler, public names only."""
+
+    name = "IMH"
+
+    def __init__(self, proposal, n_chains=400, burn_in=30):
+        self.proposal, self.n_chains, self.burn_in = proposal, n_chains, burn_in
+
+    def run(self, target, n_samples, *, generator, init=None, progress=False):
+        q, C = self.proposal, self.n_chains
+        n_keep = max(4, -(-n_samples // C))
+        z = q.sample(C, generator, target.dtype)
+        lw = target.log_density(z) - q.log_prob(z)
+        draws = []
+        for it in range(self.burn_in + n_keep):
+            zp = q.sample(C, generator, target.dtype)
+            lwp = target.log_density(zp) - q.log_prob(zp)
+            u = torch.rand(C, generator=generator, dtype=target.real_dtype)
+            acc = torch.log(u) < lwp - lw
+            z, lw = torch.where(acc[:, None], zp, z), torch.where(acc, lwp, lw)
+            if it >= self.burn_in:
+                draws.append(z)
+        chains = torch.stack(draws)
+        return SamplingResult(
+            samples=chains.reshape(-1, target.n)[:n_samples], method=self.name, beta=target.beta,
+            ess=effective_sample_size(kg.wirtinger.to_real(chains)), chains=chains,
+        )  # fmt: skip
+
+
+def test_sampler_is_an_abstract_base():
+    with pytest.raises(TypeError):
+        Sampler()
+
+    class NoRun(Sampler):
+        pass
+
+    with pytest.raises(TypeError):
+        NoRun()
+    assert issubclass(MALA, MCMCSampler) and issubclass(SIR, Sampler)
+
+
+def test_user_written_sampler_runs_through_sample_volume():
+    # Only the last draw of each of 2000 chains (30 IMH steps, bounded weights: exact law).
+    r = sample_volume(_fs(1), N, method=_IMH(StudentTProposal(1, df=1), n_chains=N), seed=30)
+    s = _s(r.samples)
+    assert r.method == "IMH" and r.samples.shape == (N, 1)
+    assert stats.kstest(s, lambda x: x / (1 + x)).pvalue > P_PASS
+    assert stats.kstest(s / (1 + s), fs_t_law(1, 2).cdf).pvalue < P_FAIL  # negative control
+
+
+def test_user_sampler_output_is_checked():
+    class Bad(Sampler):
+        def run(self, target, n_samples, *, generator, init=None, progress=False):
+            z = torch.zeros(n_samples + 1, target.n, dtype=target.dtype)
+            return SamplingResult(z, "bad", target.beta, torch.ones(2 * target.n))
+
+    with pytest.raises(ValueError, match="Bad.run must return samples of shape"):
+        sample_volume(_fs(1), 10, method=Bad(), seed=0)
+    with pytest.raises(ValueError, match="init: Bad does not start"):
+        sample_volume(_fs(1), 10, method=Bad(), init=torch.zeros(1, dtype=torch.complex128))
+
+
+def test_volume_proposal_serves_sir():
+    r = sample_volume(_fs(1), N, method=SIR(StudentTProposal(1, df=1), n_proposals=60_000),
+                      seed=31)  # fmt: skip
+    s = _s(r.samples)
+    assert stats.kstest(s, lambda x: x / (1 + x)).pvalue > P_PASS
+    with pytest.raises(ValueError, match="SIR proposal has n = 2"):
+        sample_volume(_fs(1), 10, method=SIR(StudentTProposal(2)), seed=0)
+
+
+def test_log_prior_of_the_wrong_shape_is_named():
+    with pytest.raises(ValueError, match="log_prior\\(z\\) must return .* shape \\(3,\\)"):
+        sample_volume(_fs(1), 10, log_prior=lambda z: torch.zeros(3), seed=0)
+    with pytest.raises(ValueError, match="log_prior could not be evaluated"):
+        sample_volume(_fs(1), 10, log_prior=lambda z: z[..., 0].real + torch.zeros(7), seed=0)
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: MALA(n_chains=0), "n_chains"),
+        (lambda: MALA(burn_in=-1), "burn_in"),
+        (lambda: HMC(thin=0), "thin"),
+        (lambda: HMC(jitter=1.0), "jitter"),
+        (lambda: HMC(n_leapfrog=0), "n_leapfrog"),
+        (lambda: SIR(n_proposals=0), "n_proposals"),
+        (lambda: SIR(chunk_size=0), "chunk_size"),
+    ],
+)
+def test_sampler_options_are_validated_at_construction(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_threshold_arguments_are_validated():
+    for kw, match in [({"min_ess": -1.0}, "min_ess"), ({"max_rhat": 0.5}, "max_rhat"),
+                      ({"min_acceptance": float("nan")}, "min_acceptance"),
+                      ({"progress": "yes"}, "progress")]:  # fmt: skip
+        with pytest.raises(ValueError, match=match):
+            sample_volume(_fs(1), 10, seed=0, **kw)
