@@ -88,6 +88,20 @@ def ball_quarter_cdf(x):
     return 1 - special.erfi(np.sqrt(1 - x)) / special.erfi(1.0)
 
 
+def ball_eighth_cdf(x):
+    """CDF of s for density ∝ e^{-s}(1−s)^{-1/4} on (0, 1) (ball n = 1, CN prior, β = 1/8).
+
+    With v = 1 − s: ∫_0^x e^{-s}(1−s)^{-1/4} ds = e^{-1} ∫_{1−x}^1 e^{v} v^{-1/4} dv, and
+    ∫_0^a e^v v^{-1/4} dv = a^{3/4} · (4/3) · ₁F₁(3/4; 7/4; a) (termwise integration).
+    """
+    x = np.clip(np.asarray(x, dtype=float), 0, 1)
+
+    def F(a):
+        return a**0.75 * (4 / 3) * special.hyp1f1(0.75, 1.75, a)
+
+    return (F(1.0) - F(1 - x)) / F(1.0)
+
+
 def fisher_quad_cdf(x):
     """CDF of s for density ∝ e^{-s}(1+s) (Fisher metric 1+s, CN prior, β = 1)."""
     x = np.asarray(x, dtype=float)
@@ -111,6 +125,7 @@ def _quad_cdf(density_s, x, upper):
         ("flat n=2 CN", lambda s: s * np.exp(-s), np.inf, stats.gamma(2).cdf),
         ("FS n=1 CN b=1", lambda s: np.exp(-s) * (1 + s) ** -2, np.inf, fs_gauss_cdf),
         ("ball n=1 CN b=1/4", lambda s: np.exp(-s) * (1 - s) ** -0.5, 1.0, ball_quarter_cdf),
+        ("ball n=1 CN b=1/8", lambda s: np.exp(-s) * (1 - s) ** -0.25, 1.0, ball_eighth_cdf),
         ("Fisher (z, z^2/2) CN", lambda s: np.exp(-s) * (1 + s), np.inf, fisher_quad_cdf),
     ],
 )  # fmt: skip
@@ -236,7 +251,9 @@ def test_mala_fubini_study_n1_beta1(fs1_beta1):
     assert 0.5 < r.mean_acceptance < 0.65  # adapted towards 0.574
     assert r.acceptance_rate.shape == (N,) and r.ess.shape == (2,)
     assert r.ok and r.method == "MALA" and r.step_size > 0
-    assert bool(torch.isnan(r.ess).all())  # one draw per chain: ESS not estimable
+    # One draw per independent chain: ESS = number of chains, backed by a small start/end
+    # rank correlation (the memory diagnostic).
+    assert r.ess.tolist() == [N, N] and r.memory < 0.1
 
 
 def test_mala_fubini_study_n1_beta2(fs1_beta2):
@@ -300,8 +317,11 @@ def test_ball_gaussian_prior_singular_boundary():
     # an integrable singularity at the boundary (18% of the mass has s > 0.935).
     M = kg.KahlerManifold(ComplexHyperbolic(1))
     kw = dict(log_prior=ComplexNormal(1), beta=0.25)
-    # SIR: proposals outside the disk get weight 0.
-    r = sample_volume(M, N, method=SIR(n_proposals=60_000), seed=16, **kw)
+    # SIR: proposals outside the disk get weight 0. At β = 1/4 the weights (1 − s)^{-1/2}
+    # sit exactly at infinite variance (Hill index 1/2): the draws are right, but the tail
+    # diagnostic may flag them (it does at this seed).
+    with pytest.warns(SamplingWarning, match="heavy-tailed"):
+        r = sample_volume(M, N, method=SIR(n_proposals=60_000), seed=16, **kw)
     s = _s(r.samples)
     assert bool(M.contains(r.samples).all())
     assert stats.kstest(s, ball_quarter_cdf).pvalue > P_PASS
@@ -312,8 +332,11 @@ def test_ball_gaussian_prior_singular_boundary():
     init = _exact_ball_quarter(N, seed=0)
     # (Over 40 iterations chains in the boundary layer barely move, so the within-window R̂ is
     # high although the ensemble is stationary: silence that warning here.)
-    r = sample_volume(M, N, method=MALA(0.25, adapt=False, n_chains=N, burn_in=40), init=init,
-                      seed=16, max_rhat=math.inf, **kw)  # fmt: skip
+    # The memory diagnostic sees the stuck chains (start/end rank correlation ≈ 0.4).
+    with pytest.warns(SamplingWarning, match="remember the chains' starting points"):
+        r = sample_volume(M, N, method=MALA(0.25, adapt=False, n_chains=N, burn_in=40),
+                          init=init, seed=16, max_rhat=math.inf, **kw)  # fmt: skip
+    assert not r.ok and list(r.failures) == ["memory"]
     s = _s(r.samples)
     assert bool(M.contains(r.samples).all())
     assert stats.kstest(s, ball_quarter_cdf).pvalue > P_PASS
@@ -335,7 +358,8 @@ def test_mala_ball_prior_vanishing_at_the_boundary():
 # -- SIR -------------------------------------------------------------------------------------
 def test_sir_flat_gaussian():
     M = kg.KahlerManifold(Flat(2))
-    r = sample_volume(M, N, log_prior=ComplexNormal(2), method=SIR(n_proposals=80_000), seed=18)
+    prop = SIR(ComplexNormal(2), n_proposals=80_000)
+    r = sample_volume(M, N, log_prior=ComplexNormal(2), method=prop, seed=18)
     s = _s(r.samples)
     assert stats.kstest(s, stats.gamma(2).cdf).pvalue > P_PASS
     assert stats.kstest(s, stats.gamma(1).cdf).pvalue < P_FAIL
@@ -363,16 +387,22 @@ def test_sir_fubini_study_gaussian_prior():
     assert 0.3 * 100_000 < r.importance_ess < 100_000
 
 
-def test_sir_flat_prior_default_proposal_and_low_ess_warning():
-    # Flat prior: the proposal defaults to CN(0, I); weights (1+s)^{-2}/CN(z).
+def test_sir_default_proposal_and_light_tailed_proposals_are_flagged():
+    # Default: a Cauchy mixture fitted to the target; bounded weights (Hill index ≈ 0).
     r = sample_volume(_fs(1), 100, method=SIR(n_proposals=5000), seed=21)
-    assert r.importance_ess > 100 and r.ok
-    # A proposal far too narrow for the heavy-tailed FS volume: a few weights dominate.
-    with pytest.warns(SamplingWarning, match="effective sample size"):
+    assert r.importance_ess > 0.5 * 5000 and r.tail_index < 0.2 and r.ok
+    # CN(0, I) (the former default) has tails far lighter than (1+s)^{-2}: the weights have
+    # infinite variance. Its draws failed the KS test on 5 of 5 seeds; now flagged.
+    with pytest.warns(SamplingWarning, match="heavy-tailed"):
+        r = sample_volume(_fs(1), 100, method=SIR(ComplexNormal(1), n_proposals=20_000), seed=21)
+    assert not r.ok and "tail" in r.failures
+    # A proposal far too narrow: a few weights dominate (and the tail is heavy).
+    with pytest.warns(SamplingWarning) as record:
         r = sample_volume(
             _fs(1), 100, method=SIR(ComplexNormal(1, scale=0.15), n_proposals=5000), seed=21
         )
-    assert not r.ok and r.importance_ess < 100
+    assert not r.ok and r.importance_ess < 100 and {"ess", "tail"} <= set(r.failures)
+    assert any("effective sample size" in str(w.message) for w in record)
 
 
 # -- Fisher manifolds ------------------------------------------------------------------------
@@ -446,12 +476,13 @@ def test_log_volume_weight_jitter_and_errors():
 
 # -- behaviour: warnings, reproducibility, errors ------------------------------------------
 def test_low_acceptance_is_reported():
-    with pytest.warns(SamplingWarning, match="acceptance rate"):
+    with pytest.warns(SamplingWarning) as record:
         r = sample_volume(
             _fs(1), 200, method=MALA(step_size=60.0, adapt=False, n_chains=50, burn_in=0),
             seed=0, min_ess=0, max_rhat=math.inf,
         )  # fmt: skip
-    assert not r.ok and r.mean_acceptance < 0.1
+    assert any("acceptance rate" in str(w.message) for w in record)
+    assert not r.ok and r.mean_acceptance < 0.1 and "acceptance" in r.failures
     assert any("acceptance" in m for m in r.messages)
 
 
@@ -505,10 +536,13 @@ def test_init_and_dtype_and_progress():
     assert r.samples.dtype == torch.complex64 and r.samples.shape == (40, 2)
     assert r.chains.shape == (5, 8, 2)
     # Default init for a bounded domain with the flat prior: shrunk CN draws inside the ball.
-    r = sample_volume(M, 16, beta=0.2, log_prior=lambda z: 4 * torch.log1p(-sq_norm(z)),
-                      method=MALA(n_chains=8, burn_in=5), seed=2, min_ess=0,
-                      max_rhat=math.inf)  # fmt: skip
+    # Two draws per chain: the ESS cannot be estimated (NaN), which counts as a failure.
+    with pytest.warns(SamplingWarning, match="NaN means fewer than 4 draws per chain"):
+        r = sample_volume(M, 16, beta=0.2, log_prior=lambda z: 4 * torch.log1p(-sq_norm(z)),
+                          method=MALA(n_chains=8, burn_in=5), seed=2, min_ess=0,
+                          max_rhat=math.inf)  # fmt: skip
     assert bool(M.contains(r.samples).all())
+    assert not r.ok and "ess" in r.failures and bool(torch.isnan(r.ess).all())
 
 
 def test_argument_errors():
@@ -537,10 +571,11 @@ def test_argument_errors():
         SIR(proposal=lambda z: z)
     ball = kg.KahlerManifold(ComplexHyperbolic(1))
     with pytest.raises(ValueError, match="outside the domain"):
-        sample_volume(ball, 10, init=torch.tensor([1.5 + 0j], dtype=torch.complex128))
+        init = torch.tensor([1.5 + 0j], dtype=torch.complex128)
+        sample_volume(ball, 10, beta=0.2, method=MALA(), init=init)
     with pytest.raises(ValueError, match="init must have shape"):
         init = torch.zeros(2, 1, dtype=torch.complex128)
-        sample_volume(ball, 10, method=MALA(n_chains=3), init=init)
+        sample_volume(ball, 10, beta=0.2, method=MALA(n_chains=3), init=init)
     with pytest.raises(ValueError, match="latent dimension n is unknown"):
         sample_volume(kg.FisherManifold(lambda z: (z, torch.ones(z.shape).double())), 10)
     with pytest.raises(ValueError, match="event_shape"):
@@ -672,3 +707,90 @@ def test_threshold_arguments_are_validated():
                       ({"progress": "yes"}, "progress")]:  # fmt: skip
         with pytest.raises(ValueError, match=match):
             sample_volume(_fs(1), 10, seed=0, **kw)
+
+
+# -- defaults that are right (issue 12) --------------------------------------------------------
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_default_sampler_fubini_study_exact_law_and_ess(seed):
+    # The issue's example: defaults gave ESS 35–550 of 4000 and KS p down to 5e-6 with ok=True.
+    r = sample_volume(_fs(1), 4000, seed=seed)
+    s = _s(r.samples)
+    assert r.method == "SIR" and r.ok and r.failures == {}
+    assert bool((r.ess >= 2000).all()) and r.ess.shape == (2,)  # ≥ n/2 per coordinate
+    assert stats.kstest(s, lambda x: x / (1 + x)).pvalue > P_PASS
+    assert stats.kstest(s / (1 + s), fs_t_law(1, 2).cdf).pvalue < P_FAIL  # negative control
+
+
+def test_default_sampler_gaussian_prior_and_ball():
+    r = sample_volume(kg.KahlerManifold(Flat(2)), N, log_prior=ComplexNormal(2), seed=40)
+    assert r.ok and stats.kstest(_s(r.samples), stats.gamma(2).cdf).pvalue > P_PASS
+    # The ball with β = 1/8: density ∝ e^{-s}(1 − s)^{-1/4} on (0, 1); importance weights
+    # (1 − s)^{-1/4} have a tail index 1/4 (finite variance).
+    ball = kg.KahlerManifold(ComplexHyperbolic(1))
+    r = sample_volume(ball, N, log_prior=ComplexNormal(1), beta=0.125, seed=41)
+    assert r.ok and bool(ball.contains(r.samples).all())
+    assert stats.kstest(_s(r.samples), ball_eighth_cdf).pvalue > P_PASS
+    assert stats.kstest(_s(r.samples), ball_quarter_cdf).pvalue < P_FAIL  # β = 1/4
+
+
+@pytest.mark.parametrize(
+    "manifold, kw, match",
+    [
+        (kg.KahlerManifold(Flat(2)), {}, "flat C\\^n has det G = 1"),
+        (kg.KahlerManifold(FubiniStudy(1)), {"beta": -0.5}, "beta > n/\\(n\\+1\\) = 0.5"),
+        (kg.KahlerManifold(FubiniStudy(2)), {"beta": 2 / 3}, "beta > n/\\(n\\+1\\) = 0.6667"),
+        (kg.KahlerManifold(ComplexHyperbolic(1)), {}, "infinite volume of complex hyperbolic"),
+        (kg.KahlerManifold(ComplexHyperbolic(1)), {"log_prior": ComplexNormal(1), "beta": 0.5},
+         "beta < 1/\\(n\\+1\\) = 0.5"),
+    ],
+)  # fmt: skip
+def test_known_improper_targets_are_refused(manifold, kw, match):
+    for method in (SIR(), MALA()):
+        with pytest.raises(ValueError, match="the target is improper: .*" + match):
+            sample_volume(manifold, 10, method=method, seed=0, **kw)
+
+
+def test_proper_neighbours_of_improper_cases_are_accepted():
+    # Just inside each boundary: β = 0.55 on FS(1), β = 0.45 on the ball with a CN prior. Both
+    # are proper but heavier than the Cauchy proposal can weigh with finite variance
+    # (w ~ |u|^0.8, resp. (1 − s)^-0.9): not refused, but flagged by the tail diagnostic.
+    ball = kg.KahlerManifold(ComplexHyperbolic(1))
+    for M, kw in [(_fs(1), {"beta": 0.55}),
+                  (ball, {"beta": 0.45, "log_prior": ComplexNormal(1)})]:  # fmt: skip
+        with pytest.warns(SamplingWarning, match="heavy-tailed"):
+            r = sample_volume(M, 50, method=SIR(n_proposals=4000), seed=0, min_ess=0, **kw)
+        assert bool(M.contains(r.samples).all()) and list(r.failures) == ["tail"]
+
+
+def _flat_callable(z):
+    return torch.zeros(z.shape[:-1], dtype=torch.float64)
+
+
+@pytest.mark.parametrize(
+    "manifold, beta",
+    [
+        (kg.KahlerManifold(FubiniStudy(1)), 0.3),  # (1+s)^-0.6: infinite mass
+        (kg.KahlerManifold(Flat(1)), 1.0),  # Lebesgue measure
+        (kg.KahlerManifold(ComplexHyperbolic(1)), 1.0),  # (1-s)^-2 at the boundary
+    ],
+)
+@pytest.mark.parametrize("method", ["SIR", "MALA"])
+def test_unrecognised_improper_targets_are_flagged(manifold, beta, method):
+    # A flat prior written as a callable is not recognised as flat: no refusal, but the tail
+    # (SIR) or R-hat/memory (MALA) diagnostics must fail.
+    meth = SIR() if method == "SIR" else MALA(burn_in=300)
+    with pytest.warns(SamplingWarning):
+        r = sample_volume(manifold, 500, log_prior=_flat_callable, beta=beta, method=meth, seed=0)
+    assert not r.ok
+    assert ("tail" in r.failures) if method == "SIR" else (r.failures.keys() & {"rhat", "memory"})
+
+
+def test_nan_diagnostic_is_a_failure():
+    class NaNSampler(Sampler):
+        def run(self, target, n_samples, *, generator, init=None, progress=False):
+            z = torch.zeros(n_samples, target.n, dtype=target.dtype)
+            return SamplingResult(z, "nan", target.beta, torch.full((2,), math.nan))
+
+    with pytest.warns(SamplingWarning, match="effective sample size nan"):
+        r = sample_volume(_fs(1), 10, method=NaNSampler(), seed=0, min_ess=0)
+    assert not r.ok and list(r.failures) == ["ess"]

@@ -120,11 +120,19 @@ class SamplingResult:
         chains: kept draws ``(n_draws, n_chains, n)`` before flattening (MCMC only).
         n_divergent: trajectories that left the domain or had a huge energy error (HMC).
         n_transitions: transitions after burn-in over all chains (MCMC only; 0 otherwise).
-        rhat: split-R̂ of the log density over the last half of burn-in and the sampling phase
-            (MCMC only; computed even with one kept draw per chain).
+        rhat: split-R̂ over the last half of burn-in and the sampling phase, the larger of
+            those of the log density and of log(1 + |z|²) (the latter sees chains drifting
+            away, e.g. on an improper target whose density is flat); MCMC only, computed even
+            with one kept draw per chain.
         importance_ess: Kish ESS of the importance weights (importance samplers).
         log_weights: normalised log importance weights ``(n_proposals,)`` (SIR only).
-        messages: diagnostics that failed (also emitted as `SamplingWarning`); empty when fine.
+        tail_index: Hill tail index of the importance weights (importance samplers; above 1/2
+            their variance is infinite).
+        memory: largest rank correlation between the chains' start and their kept draw, over
+            the real coordinates and log(1 + |z|²) (MCMC with one draw per chain).
+        failures: the failed diagnostics, name → reason (``"ess"``, ``"acceptance"``,
+            ``"rhat"``, ``"divergences"``, ``"tail"``, ``"memory"``, ...); empty when fine.
+        messages: the reasons of ``failures`` (also emitted as `SamplingWarning`).
     """
 
     samples: torch.Tensor
@@ -140,12 +148,15 @@ class SamplingResult:
     rhat: float | None = None
     importance_ess: float | None = None
     log_weights: torch.Tensor | None = None
+    tail_index: float | None = None
+    memory: float | None = None
+    failures: dict[str, str] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        """True when no diagnostic failed."""
-        return not self.messages
+        """True when no diagnostic failed (a diagnostic that is NaN counts as failed)."""
+        return not self.messages and not self.failures
 
     @property
     def min_ess(self) -> float:

@@ -129,6 +129,29 @@ def initial_states(target: LogTarget, init, n_chains: int, generator, name="init
     )
 
 
+def _ranks(x: torch.Tensor) -> torch.Tensor:
+    return x.argsort(0).argsort(0).to(torch.float64)
+
+
+def start_memory(u0: torch.Tensor, u1: torch.Tensor) -> float:
+    """Largest |Spearman rank correlation| between chains' starts ``u0`` and later states
+    ``u1`` (both ``(C, 2n)``), over the real coordinates and log(1 + |u|²); NaN for C < 3.
+
+    Independent of the start (a mixed chain) it is O(1/√C); a chain that has not forgotten
+    its start keeps it near 1."""
+    if u0.shape[0] < 3:
+        return math.nan
+
+    def feats(u):
+        return torch.cat([u, torch.log1p(u.square().sum(-1, keepdim=True))], -1)
+
+    a, b = _ranks(feats(u0)), _ranks(feats(u1))
+    a, b = a - a.mean(0), b - b.mean(0)
+    den = torch.sqrt(a.square().sum(0) * b.square().sum(0))
+    rho = (a * b).sum(0) / den
+    return float(torch.nan_to_num(rho.abs(), nan=0.0).max())
+
+
 class MCMCSampler(Sampler):
     """Base of the batched Metropolis–Hastings samplers: chains, burn-in with step-size
     adaptation, thinning, acceptance and split-R̂ bookkeeping. Subclasses implement
@@ -140,7 +163,10 @@ class MCMCSampler(Sampler):
             acceptance probability averaged over chains, towards ``target_accept``; ε is then
             frozen, so the kept draws come from an exact (non-adaptive) chain.
         target_accept: acceptance rate aimed at by the adaptation.
-        n_chains: parallel chains; each keeps ``ceil(n_samples / n_chains)`` draws.
+        n_chains: parallel chains; each keeps ``ceil(n_samples / n_chains)`` draws. Default
+            None: one chain per sample, each keeping its state after burn-in, so the draws are
+            independent (ESS = number of chains) once the chains have forgotten their starts,
+            which the ``memory`` diagnostic (start/end rank correlation) checks.
         burn_in: iterations discarded per chain (the adaptation happens here).
         thin: keep every ``thin``-th iteration after burn-in.
     """
@@ -153,7 +179,7 @@ class MCMCSampler(Sampler):
             raise ValueError("step_size must be given when adapt=False.")
         self.adapt = bool(adapt)
         self.target_accept = _check_prob(target_accept, "target_accept")
-        self.n_chains = check_positive_int(n_chains, "n_chains")
+        self.n_chains = None if n_chains is None else check_positive_int(n_chains, "n_chains")
         self.burn_in = check_positive_int(burn_in, "burn_in", minimum=0)
         self.thin = check_positive_int(thin, "thin")
 
@@ -167,8 +193,9 @@ class MCMCSampler(Sampler):
         """
 
     def run(self, target, n_samples, *, generator, init=None, progress=False):
-        C = self.n_chains
+        C = self.n_chains if self.n_chains is not None else n_samples
         u = initial_states(target, init, C, generator)
+        u_start = u.clone()
         n_draws = -(-n_samples // C)
         burn_in, thin = self.burn_in, self.thin
         d, rdt = u.shape[1], u.dtype
@@ -180,7 +207,7 @@ class MCMCSampler(Sampler):
         accepted = torch.zeros(C, dtype=rdt)
         n_div = 0
         w0 = max(burn_in // 2, total - RHAT_WINDOW)
-        trace = torch.empty(total - w0, C, dtype=rdt)
+        trace = torch.empty(total - w0, C, 2, dtype=rdt)  # ℓ and log(1 + |u|²)
         bar = _progress(total, progress, self.name)
         for it in range(total):
             up, lpp, gp, okp, log_alpha, div = self.transition(target, u, lp, g, eps, generator)
@@ -190,7 +217,8 @@ class MCMCSampler(Sampler):
             lp = torch.where(accept, lpp, lp)
             g = torch.where(accept[:, None], gp, g)
             if it >= w0:
-                trace[it - w0] = lp
+                trace[it - w0, :, 0] = lp
+                trace[it - w0, :, 1] = torch.log1p(u.square().sum(-1))
             if it < burn_in:
                 if adapter is not None:
                     eps = adapter.update(torch.exp(log_alpha.clamp(max=0.0)).mean().item())
@@ -208,18 +236,23 @@ class MCMCSampler(Sampler):
             bar.close()
         acc = accepted / (n_draws * thin)
         chains = from_real(draws)
+        if n_draws == 1:  # independent chains, one draw each
+            ess = torch.full((d,), float(C), dtype=rdt)
+        else:
+            ess = effective_sample_size(draws)
         return SamplingResult(
             samples=chains.reshape(-1, target.n)[:n_samples],
             method=self.name,
             beta=target.beta,
-            ess=effective_sample_size(draws),
+            ess=ess,
             acceptance_rate=acc,
             mean_acceptance=float(acc.mean()),
             step_size=eps,
             chains=chains,
             n_divergent=n_div,
             n_transitions=n_draws * thin * C,
-            rhat=float(split_rhat(trace)),
+            rhat=float(split_rhat(trace).max()),
+            memory=start_memory(u_start, draws[0]),
         )
 
 
@@ -238,7 +271,7 @@ class MALA(MCMCSampler):
     name = "MALA"
 
     def __init__(self, step_size: float | None = None, *, adapt: bool = True,
-                 target_accept: float = 0.574, n_chains: int = 64, burn_in: int = 500,
+                 target_accept: float = 0.574, n_chains: int | None = None, burn_in: int = 500,
                  thin: int = 1):  # fmt: skip
         super().__init__(step_size, adapt, target_accept, n_chains, burn_in, thin)
 
@@ -275,7 +308,7 @@ class HMC(MCMCSampler):
 
     def __init__(self, step_size: float | None = None, n_leapfrog: int = 10, *,
                  adapt: bool = True, target_accept: float = 0.65, jitter: float = 0.1,
-                 n_chains: int = 64, burn_in: int = 500, thin: int = 1):  # fmt: skip
+                 n_chains: int | None = None, burn_in: int = 500, thin: int = 1):  # fmt: skip
         super().__init__(step_size, adapt, target_accept, n_chains, burn_in, thin)
         self.n_leapfrog = check_positive_int(n_leapfrog, "n_leapfrog")
         if not (isinstance(jitter, numbers.Real) and 0 <= jitter < 1):

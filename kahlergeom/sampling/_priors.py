@@ -82,6 +82,7 @@ class _Prior:
     sample: Callable[[int, torch.Generator, torch.dtype], torch.Tensor] | None
     flat: bool
     description: str
+    source: object = None
 
 
 def _seeded_call(fn, generator: torch.Generator):
@@ -144,7 +145,11 @@ def resolve_prior(log_prior, n: int, name: str = "log_prior") -> _Prior:
             return z.to(dtype)
 
         return _Prior(
-            log_prior.log_prob, sample_complex if has_sample else None, False, repr(log_prior)
+            log_prior.log_prob,
+            sample_complex if has_sample else None,
+            False,
+            repr(log_prior),
+            log_prior,
         )
     if callable(log_prior):
         return _Prior(log_prior, None, False, getattr(log_prior, "__name__", repr(log_prior)))
