@@ -794,3 +794,77 @@ def test_nan_diagnostic_is_a_failure():
     with pytest.warns(SamplingWarning, match="effective sample size nan"):
         r = sample_volume(_fs(1), 10, method=NaNSampler(), seed=0, min_ess=0)
     assert not r.ok and list(r.failures) == ["ess"]
+
+
+# -- exact laws over seeds: the fast subset of benchmarks/bench_sampling.py ---------------------
+def _bench():
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "bench_sampling.py"
+    spec = importlib.util.spec_from_file_location("bench_sampling", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _fisher(ps):
+    """Fisher's combination: −2 Σ log p ~ χ²(2k) for k independent U(0, 1) p-values."""
+    return float(stats.chi2(2 * len(ps)).sf(-2 * np.log(ps).sum()))
+
+
+def test_bench_laws_match_the_independent_closed_forms():
+    # The benchmark's laws (one by numerical quadrature) against this file's closed forms.
+    laws = {name: c[3] for name, c in _bench().cases().items()}
+    x = np.array([0.01, 0.2, 0.7, 0.95, 0.999])
+    np.testing.assert_allclose(laws["ball CN b=1/8"](x), ball_eighth_cdf(x), atol=1e-7)
+    y = np.array([0.05, 0.5, 2.0, 9.0])
+    np.testing.assert_allclose(laws["FS n=1"](y), y / (1 + y))
+    np.testing.assert_allclose(laws["FS n=2"](y), fs_t_law(2, 1).cdf(y / (1 + y)))
+    np.testing.assert_allclose(laws["FS n=1 b=2"](y), fs_t_law(1, 2).cdf(y / (1 + y)))
+    np.testing.assert_allclose(laws["flat C2 CN"](y), stats.gamma(2).cdf(y))
+
+
+@pytest.mark.parametrize("case", ["FS n=1", "FS n=2", "FS n=1 b=2", "flat C2 CN", "ball CN b=1/8"])
+def test_default_sampler_exact_laws_over_seeds(case):
+    bench = _bench()
+    rs = [bench.run_one((case, "default", seed, 400)) for seed in range(5)]
+    ps = [r["p"] for r in rs]
+    assert all(r["ok"] for r in rs) and min(r["ess_frac"] for r in rs) >= 0.5
+    assert min(ps) > 1e-3 and _fisher(ps) > 1e-3, ps
+
+
+def test_over_seeds_the_checks_catch_wrong_samplers_and_targets():
+    bench = _bench()
+    # The former SIR default (CN(0, I) proposal on the heavy-tailed FS volume): biased, and
+    # now flagged on every seed.
+    rs = [bench.run_one(("FS n=1", "SIR CN(0,I) [control]", seed, 400)) for seed in range(5)]
+    assert _fisher([r["p"] for r in rs]) < 1e-4 and not any(r["ok"] for r in rs)
+    # A wrong target: the default's FS n = 1 draws against the β = 2 law.
+    rs = [bench.run_one(("FS n=1", "default", seed, 400)) for seed in range(3)]
+    assert max(r["p_wrong"] for r in rs) < 1e-6
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["MALA", "HMC"])
+def test_mcmc_defaults_exact_laws_over_seeds(method):
+    bench = _bench()
+    rs = [bench.run_one(("FS n=2", method, seed, 200)) for seed in range(4)]
+    ps = [r["p"] for r in rs]
+    assert all(r["ok"] for r in rs) and min(ps) > 1e-3 and _fisher(ps) > 1e-3, ps
+
+
+@pytest.mark.slow
+def test_bench_sampling_quick_runs(tmp_path):
+    import subprocess
+    import sys
+
+    root = __import__("pathlib").Path(__file__).resolve().parents[1]
+    out = tmp_path / "t.md"
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/bench_sampling.py", "--quick", "--workers", "1",
+         "--cases", "FS n=1", "--out", str(out)],
+        cwd=root, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "| FS n=1 | default | 4 |" in out.read_text()
