@@ -40,11 +40,10 @@ def main() -> None:
     burn_in = 100 if args.quick else 1500
     thin = 1 if args.quick else 4
     min_ess = 20 if args.quick else 100  # diagnostics threshold (SamplingWarning below it)
+    mala = kg.sampling.MALA(burn_in=burn_in, thin=thin)
 
     fs = kg.KahlerManifold(kg.potentials.FubiniStudy(1))
-    res = kg.sampling.sample_volume(
-        fs, n_samples, seed=args.seed, burn_in=burn_in, thin=thin, min_ess=min_ess
-    )
+    res = kg.sampling.sample_volume(fs, n_samples, method=mala, seed=args.seed, min_ess=min_ess)
     t = (res.samples.abs().square() / (1 + res.samples.abs().square()))[:, 0]
     ts = torch.sort(t).values
     k = torch.arange(1, len(ts) + 1, dtype=ts.dtype) / len(ts)
@@ -57,7 +56,7 @@ def main() -> None:
     M = kg.FisherManifold(random_decoder(args.seed), n=1)
     prior = kg.sampling.ComplexNormal(1)
     res2 = kg.sampling.sample_volume(
-        M, n_samples, log_prior=prior, seed=args.seed, burn_in=burn_in, thin=thin, min_ess=min_ess
+        M, n_samples, log_prior=prior, method=mala, seed=args.seed, min_ess=min_ess
     )
     s = res2.samples[:, 0]
     print(

@@ -339,9 +339,11 @@ def _cmd_sample(a):
         )
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     np.savez(a.out, latents=res.samples.numpy(), images=images.numpy())
-    acc = float(torch.as_tensor(res.acceptance_rate).mean())
-    ess = float(torch.as_tensor(res.ess).min())
-    print(f"wrote {a.n} samples to {a.out}; acceptance {acc:.3f}, min ESS {ess:.1f}")
+    status = "ok" if res.ok else "FAILED: " + ", ".join(res.failures)
+    print(
+        f"wrote {a.n} samples to {a.out} ({res.method}); min ESS {res.min_ess:.1f}; "
+        f"diagnostics {status}"
+    )
     return 0
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from kahlergeom._linalg import kish_ess
+
 
 def _autocovariance(x: torch.Tensor) -> torch.Tensor:
     """Biased autocovariance along axis 0 (divided by N) for all lags, by FFT.
@@ -73,11 +75,9 @@ def importance_ess(log_weights: torch.Tensor) -> torch.Tensor:
     ``log_weights``: real ``(..., m)`` (unnormalised; −inf allowed) → ``(...)``, in [1, m]
     (0 when every weight is zero).
     """
-    lw = log_weights
-    a = torch.logsumexp(lw, -1)
-    b = torch.logsumexp(2 * lw, -1)
-    ess = torch.exp(2 * a - b)
-    return torch.where(torch.isfinite(a), ess, torch.zeros_like(ess))
+    any_positive = torch.isfinite(torch.logsumexp(log_weights, -1))
+    ess = kish_ess(torch.where(any_positive[..., None], log_weights, torch.zeros_like(log_weights)))
+    return torch.where(any_positive, ess, torch.zeros_like(ess))
 
 
 def split_rhat(draws: torch.Tensor, *, rank_normalize: bool = True) -> torch.Tensor:

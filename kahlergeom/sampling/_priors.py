@@ -20,11 +20,13 @@ from dataclasses import dataclass
 import torch
 
 from kahlergeom._checks import check_positive_int, real_dtype_of
-from kahlergeom.wirtinger._ddbar import from_real, to_real
-
-
-def _sq_norm(z: torch.Tensor) -> torch.Tensor:
-    return torch.view_as_real(z).square().sum((-1, -2))
+from kahlergeom._linalg import (
+    complex_normal_log_prob,
+    complex_normal_sample,
+    from_real,
+    to_real,
+)
+from kahlergeom.volume import Proposal
 
 
 class ComplexNormal:
@@ -54,9 +56,7 @@ class ComplexNormal:
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         r"""$\log p(z) = -|z - m|^2/\sigma^2 - n\log(\pi\sigma^2)$: ``(..., n)`` → ``(...)``."""
-        m = self.mean.to(dtype=z.dtype, device=z.device)
-        s2 = self.scale**2
-        return -_sq_norm(z - m) / s2 - self.n * math.log(math.pi * s2)
+        return complex_normal_log_prob(z, self.mean.to(dtype=z.dtype, device=z.device), self.scale)
 
     def sample(
         self,
@@ -66,10 +66,8 @@ class ComplexNormal:
         dtype: torch.dtype = torch.complex128,
     ) -> torch.Tensor:
         """Draw points of shape ``(*sample_shape, n)``."""
-        rdt = real_dtype_of(dtype)
         shape = (*tuple(sample_shape), self.n)
-        xy = torch.randn(*shape, 2, generator=generator, dtype=rdt)
-        z = torch.view_as_complex(xy * (self.scale / math.sqrt(2)))
+        z = complex_normal_sample(shape, scale=self.scale, dtype=dtype, generator=generator)
         return z + self.mean.to(dtype=dtype)
 
     def __repr__(self) -> str:
@@ -84,6 +82,7 @@ class _Prior:
     sample: Callable[[int, torch.Generator, torch.dtype], torch.Tensor] | None
     flat: bool
     description: str
+    source: object = None
 
 
 def _seeded_call(fn, generator: torch.Generator):
@@ -103,6 +102,14 @@ def resolve_prior(log_prior, n: int, name: str = "log_prior") -> _Prior:
             flat=True,
             description="flat (Lebesgue) prior",
         )
+    if isinstance(log_prior, Proposal):  # kahlergeom.volume proposals: sample(m, generator, dtype)
+        if log_prior.n != n:
+            raise ValueError(f"{name} has n = {log_prior.n} but the manifold has n = {n}.")
+
+        def sample_proposal(m, generator, dtype):
+            return log_prior.sample(m, generator, dtype)
+
+        return _Prior(log_prior.log_prob, sample_proposal, False, repr(log_prior))
     has_lp = callable(getattr(log_prior, "log_prob", None))
     has_sample = callable(getattr(log_prior, "sample", None))
     if has_lp:
@@ -138,7 +145,11 @@ def resolve_prior(log_prior, n: int, name: str = "log_prior") -> _Prior:
             return z.to(dtype)
 
         return _Prior(
-            log_prior.log_prob, sample_complex if has_sample else None, False, repr(log_prior)
+            log_prior.log_prob,
+            sample_complex if has_sample else None,
+            False,
+            repr(log_prior),
+            log_prior,
         )
     if callable(log_prior):
         return _Prior(log_prior, None, False, getattr(log_prior, "__name__", repr(log_prior)))

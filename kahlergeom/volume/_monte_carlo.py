@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from kahlergeom._checks import check_positive_int
+from kahlergeom._linalg import kish_ess
 from kahlergeom.volume._common import (
     VolumeConvergenceError,
     check_dtype,
@@ -164,8 +165,7 @@ def volume_monte_carlo(
 
     value = float(w.mean())
     stderr = float(w.std() / math.sqrt(n_samples))
-    s1, s2 = float(w.sum()), float(w.square().sum())
-    ess = s1 * s1 / s2 if s2 > 0 else 0.0
+    ess = float(kish_ess(torch.log(w))) if bool((w > 0).any()) else 0.0
     xi = hill_tail_index(w)
 
     problems = []

@@ -8,6 +8,7 @@ import math
 import torch
 
 from kahlergeom._checks import check_points, check_positive_int
+from kahlergeom._linalg import complex_normal_log_prob, complex_normal_sample
 from kahlergeom.volume._regions import Ball, Box
 
 
@@ -34,9 +35,13 @@ def _scale(scale) -> float:
 class Proposal(abc.ABC):
     r"""A distribution q on $\mathbb C^n \cong \mathbb R^{2n}$ to sample from and weigh by.
 
-    Implement ``sample(n_samples, generator, dtype)`` → complex ``(n_samples, n)`` and
-    ``log_prob(z)`` → real ``(...)``, the log density w.r.t. Lebesgue measure on
-    $\mathbb R^{2n}$ (−inf outside the support).
+    An extension point (template in ``docs/extending.md``): set the attribute ``n`` and
+    implement ``sample(n_samples, generator, dtype)`` → complex ``(n_samples, n)`` of ``dtype``,
+    drawing all randomness from ``generator`` (a ``torch.Generator`` or None), and
+    ``log_prob(z)`` → real ``(...)`` for ``z`` ``(..., n)``: the normalised log density w.r.t.
+    Lebesgue measure on $\mathbb R^{2n}$ (u = (Re z, Im z)), −inf outside the support.
+    `volume_monte_carlo` weighs by it, and ``kahlergeom.sampling.SIR(proposal=...)`` accepts
+    it as a proposal.
     """
 
     n: int
@@ -64,14 +69,12 @@ class GaussianProposal(Proposal):
         self.center = _center(center, self.n)
 
     def sample(self, n_samples, generator, dtype):
-        real = torch.float32 if dtype == torch.complex64 else torch.float64
-        x = torch.randn(n_samples, 2 * self.n, generator=generator, dtype=real)
-        x = x * (self.scale / math.sqrt(2))
-        return torch.complex(x[:, : self.n], x[:, self.n :]) + self.center.to(dtype)
+        z = complex_normal_sample((n_samples, self.n), scale=self.scale, dtype=dtype,
+                                  generator=generator)  # fmt: skip
+        return z + self.center.to(dtype)
 
     def log_prob(self, z):
-        d = torch.view_as_real(z - self.center.to(z.dtype)).square().sum((-1, -2))
-        return -d / self.scale**2 - self.n * math.log(math.pi * self.scale**2)
+        return complex_normal_log_prob(z, self.center.to(z.dtype), self.scale)
 
     def __repr__(self):
         return f"GaussianProposal(n={self.n}, scale={self.scale})"

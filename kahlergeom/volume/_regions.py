@@ -25,7 +25,14 @@ def _as_corner(value, name: str) -> torch.Tensor:
 
 
 class Region(abc.ABC):
-    """A measurable subset of a chart of C^n, given by its indicator ``contains(z)``."""
+    """A measurable subset of a chart of C^n, given by its indicator ``contains(z)``.
+
+    An extension point (template in ``docs/extending.md``): implement ``contains(z)``,
+    vectorised over complex points ``(..., n)`` → bool ``(...)`` (no Python loop over points),
+    and set ``n`` when the region fixes the dimension. `volume_monte_carlo` accepts any Region
+    (the region is intersected with the manifold's domain); `volume_quadrature` has rules for
+    `Ball` and `Box` only.
+    """
 
     #: Dimension n of the chart, or None when the region does not fix it.
     n: int | None = None
