@@ -40,28 +40,46 @@ def ridge_outer(W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return re.reshape(-1, n * n), im.reshape(-1, n * n)
 
 
+def ridge_levi_flat(
+    u: torch.Tensor, W: torch.Tensor, b: torch.Tensor, a: torch.Tensor, outer: torch.Tensor
+) -> torch.Tensor:
+    r"""Ridge part of the Levi matrix as real rows ``(B, 2n²)`` = (Re, Im) flattened.
+
+    $\tfrac14\sum_k a_k\,\sigma(s_k)(1-\sigma(s_k))\,\bar c_k c_k^\top$ with $s = u W^\top + b$, as
+    one ``(B, H) × (H, 2n²)`` GEMM against ``outer`` = ``cat(ridge_outer(W), -1)`` (real
+    arithmetic only; the fitting loop uses this form).
+    """
+    sig = torch.sigmoid(torch.addmm(b, u, W.transpose(0, 1)))
+    return (sig - sig * sig) @ ((0.25 * a).unsqueeze(-1) * outer)
+
+
 def ridge_levi(
     u: torch.Tensor,
     W: torch.Tensor,
     b: torch.Tensor,
     a: torch.Tensor,
     M: torch.Tensor,
-    outer: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     r"""Levi matrix of the ridge potential at real centred rows ``u`` ``(B, 2n)``: ``(B, n, n)``.
 
     $G = M + \tfrac14\sum_k a_k\,\sigma(s_k)(1 - \sigma(s_k))\,\bar c_k c_k^\top$ with
-    $s = u W^\top + b$; one ``(B, H) × (H, 2n²)`` GEMM. Differentiable in every argument (the
-    fitting code uses it directly). ``outer`` may pass a precomputed `ridge_outer` of ``W``.
+    $s = u W^\top + b$; one ``(B, H) × (H, 2n²)`` GEMM (`ridge_levi_flat`).
     """
     n = W.shape[-1] // 2
-    s = torch.addmm(b, u, W.transpose(0, 1))
-    sig = torch.sigmoid(s)
-    alpha = (0.25 * sig * (1 - sig)) * a  # (B, H)
-    re, im = ridge_outer(W) if outer is None else outer
-    g = alpha @ torch.cat([re, im], -1)  # (B, 2n²)
+    g = ridge_levi_flat(u, W, b, a, torch.cat(ridge_outer(W), -1))
     G = torch.complex(g[:, : n * n], g[:, n * n :]).reshape(-1, n, n)
     return G + M
+
+
+def _softplus(s: torch.Tensor) -> torch.Tensor:
+    """log(1 + e^s), overflow-free, whose autodiff second derivative is σ(1 − σ) for every s.
+
+    (torch's softplus is linear above s = 20, and logaddexp's double backward gives NaN for
+    s ≪ 0.) Two clamped branches: log1p(e^s) for s ≤ 0 and s + log1p(e^{−s}) for s > 0.
+    """
+    neg = s.clamp(max=0)
+    pos = s.clamp(min=0)
+    return torch.where(s > 0, pos + torch.log1p(torch.exp(-pos)), torch.log1p(torch.exp(neg)))
 
 
 def _check_ridge(directions, offsets, amplitudes, base_metric, centre):
@@ -176,7 +194,7 @@ class RidgePotential(KahlerPotential):
         d, u = self._u(z)
         W, b, a, M = self._params(z)
         s = u @ W.transpose(0, 1) + b
-        ridges = (torch.nn.functional.softplus(s) * a).sum(-1)
+        ridges = (_softplus(s) * a).sum(-1)
         # (z − z0)ᵀ M conj(z − z0) is real for Hermitian M; its Levi matrix is M.
         quad = (d * (d.conj() @ M.transpose(-1, -2))).sum(-1).real
         return ridges + quad

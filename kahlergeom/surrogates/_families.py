@@ -26,7 +26,7 @@ import torch
 
 from kahlergeom.potentials._base import KahlerPotential
 from kahlergeom.potentials._mixture import GaussianMixturePotential
-from kahlergeom.potentials._ridge import RidgePotential, ridge_levi, ridge_outer
+from kahlergeom.potentials._ridge import RidgePotential, ridge_levi, ridge_levi_flat, ridge_outer
 from kahlergeom.surrogates._reduce import reduce_components
 
 #: name → family class, filled by `SurrogateFamily.__init_subclass__` (used by `load`).
@@ -78,6 +78,15 @@ class SurrogateFamily(abc.ABC):
     @abc.abstractmethod
     def potential(self, params: dict[str, torch.Tensor]) -> KahlerPotential:
         """The fitted `KahlerPotential` (detached parameters, closed-form ``levi``)."""
+
+    def levi_flat(self, params: dict[str, torch.Tensor], points: torch.Tensor) -> torch.Tensor:
+        """The Levi matrices as real rows ``(B, 2n²)``: (Re G, Im G), each flattened row-major.
+
+        The fitting loop works on this form (real arithmetic is cheaper to differentiate);
+        the default builds it from `levi`. Override it for speed.
+        """
+        G = self.levi(params, points)
+        return torch.cat([G.real.flatten(-2), G.imag.flatten(-2)], -1)
 
     def options(self) -> dict:
         """The family's options (its dataclass fields), as saved in a state dict."""
@@ -172,13 +181,21 @@ class RidgeFamily(SurrogateFamily):
 
     def levi(self, params, points):
         n = points.shape[-1]
-        c = params["centre"]
-        z0 = torch.complex(c[:n], c[n:]).to(points.dtype)
-        d = points - z0
-        u = torch.cat([d.real, d.imag], -1)
+        g = self.levi_flat(params, points)
+        return torch.complex(g[:, : n * n], g[:, n * n :]).reshape(-1, n, n)
+
+    def levi_flat(self, params, points):
+        n = points.shape[-1]
+        u = torch.cat([points.real, points.imag], -1) - params["centre"]
         a = torch.nn.functional.softplus(params["rho"])
         W = params["W"]
-        return ridge_levi(u, W, params["b"], a, self._base(params, n), ridge_outer(W))
+        g = ridge_levi_flat(u, W, params["b"], a, torch.cat(ridge_outer(W), -1))
+        # M = L Lᴴ + ε I in real arithmetic: Re = Lr Lrᵀ + Li Liᵀ + ε I, Im = Li Lrᵀ − Lr Liᵀ.
+        Lr, Li = params["L_re"], params["L_im"]
+        eye = torch.eye(n, dtype=Lr.dtype, device=Lr.device)
+        m_re = Lr @ Lr.T + Li @ Li.T + params["eps"] * eye
+        m_im = Li @ Lr.T - Lr @ Li.T
+        return g + torch.cat([m_re.flatten(), m_im.flatten()])
 
     def potential(self, params):
         p = {k: v.detach() for k, v in params.items()}
