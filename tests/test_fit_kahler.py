@@ -395,3 +395,40 @@ def test_family_options_are_validated():
         LSEFamily(temperature=-1.0)
     with pytest.raises(TypeError):
         SurrogateFamily()  # abstract
+
+
+# ------------------------------------------------------------------------ trainer regulariser
+
+
+def test_trainer_regulariser_with_a_fitted_surrogate():
+    from kahlergeom.data import load_digits, to_complex
+    from kahlergeom.vae import ComplexVAE, GeometricRegulariser, TrainConfig, Trainer
+
+    x = to_complex(load_digits().images[:64], "identity", C128)
+    torch.manual_seed(0)
+    model = ComplexVAE(64, 2, (12,), dtype=C128)
+    M = kg.FisherManifold(model.decoder, n=2)
+    with torch.no_grad():
+        codes = model.encode(x).mean
+    fit = fit_kahler_to_manifold(
+        M, codes, family=RidgeFamily(n_ridges=8), steps=40, eval_every=20, progress=False
+    )
+    reg = GeometricRegulariser(weight=1.0, metric="fitted", surrogate=fit.potential)
+    rec, kl, q, z = model.elbo_terms(x[:6], torch.Generator().manual_seed(0))
+    ell = reg.log_det(model, z, q)
+    # Oracle: log det of the surrogate's metric at the codes.
+    assert_close(ell.detach(), torch.linalg.slogdet(fit.potential.levi(z.detach()))[1])
+    reg(model, z, q).backward()
+    enc = [p.grad for p in model.encoder.parameters()]
+    dec = [p.grad for p in model.decoder.parameters()]
+    assert any(g is not None and bool((g != 0).any()) for g in enc)  # moves the codes
+    assert all(g is None for g in dec)  # a fixed surrogate does not see the decoder
+    cfg = TrainConfig(epochs=1, batch_size=32, progress=False, regulariser=reg)
+    hist = Trainer(ComplexVAE(64, 2, (12,), dtype=C128), x, cfg).fit()
+    assert hist.regulariser[0] > 0
+    with pytest.raises(ValueError, match='surrogate must be given exactly when metric="fitted"'):
+        GeometricRegulariser(metric="fitted")
+    with pytest.raises(ValueError, match="surrogate must be given exactly"):
+        GeometricRegulariser(surrogate=fit.potential)
+    with pytest.raises(ValueError, match="surrogate must be a KahlerPotential with a closed-form"):
+        GeometricRegulariser(metric="fitted", surrogate=_NoClosedForm(fit.potential))
