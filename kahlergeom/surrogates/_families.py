@@ -132,7 +132,7 @@ class RidgeFamily(SurrogateFamily):
     """
 
     name: ClassVar[str] = "ridge"
-    default_lr: ClassVar[float] = 1e-2
+    default_lr: ClassVar[float] = 2e-2
     n_ridges: int = 256
     floor: float = 1e-4
     init_sharpness: float = 2.0
