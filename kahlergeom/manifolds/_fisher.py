@@ -22,6 +22,40 @@ def _infer_latent_dim(decoder) -> int | None:
     return None
 
 
+def _gram(a: torch.Tensor) -> torch.Tensor:
+    """Σ_k a[i, b, k] a[j, b, k] for real ``a`` (m, B, K): ``(B, m, m)``, one batched GEMM on
+    strided views (no transposed copy of ``a``)."""
+    return torch.bmm(a.transpose(0, 1), a.permute(1, 2, 0))
+
+
+def _complex_gaussian_fisher(params, dparams, B: int) -> torch.Tensor:
+    r"""Real Fisher ``(B, m, m)`` of the circular complex Gaussian from batched JVPs.
+
+    $F_{ij} = \sum_d \tfrac{2}{\sigma_d^2}\mathrm{Re}(\overline{\partial_i\mu_d}\,\partial_j\mu_d)
+    + \partial_i\sigma_d^2\,\partial_j\sigma_d^2/\sigma_d^4$ (as `ComplexGaussian.fisher_real`),
+    with ``dmean`` ``(m, B, D)`` complex: Re(conj(a) b) summed over d is a real dot product of
+    the (Re, Im) pairs, so the whole contraction is one batched GEMM. A variance without a batch
+    axis (a scalar or per-output constant) does not depend on z: its term vanishes, and a scalar
+    one scales the Gram matrix instead of the Jacobian.
+    """
+    mean, var = params
+    dmean, dvar = dparams
+    m = dmean.shape[0]
+    batched_var = var.ndim == mean.ndim
+    if batched_var:
+        var = var.expand(B, *mean.shape[1:])
+    if var.ndim == 0:
+        parts = torch.view_as_real(dmean).flatten(-2)  # (m, B, 2D), a view
+        return (2.0 / var) * _gram(parts)
+    scale = torch.sqrt(2.0 / var).to(dmean.real.dtype)
+    parts = torch.view_as_real(dmean * scale).flatten(-2)
+    F = _gram(parts)
+    if batched_var:
+        dvar = dvar.expand(m, *var.shape)
+        F = F + _gram((dvar / var).flatten(2))
+    return F
+
+
 class FisherManifold(HermitianManifold):
     r"""Latent space with the Fisher information metric of a decoder.
 
@@ -140,8 +174,43 @@ class FisherManifold(HermitianManifold):
     def _real_fisher(self, z: torch.Tensor) -> torch.Tensor:
         n = z.shape[-1]
         u = to_real(z.reshape(-1, n))
-        F = vmap(self._real_fisher_point, chunk_size=self.chunk_size)(u)
+        if u.shape[0] == 0:
+            return u.new_zeros(*z.shape[:-1], 2 * n, 2 * n)
+        rows = u.shape[0] if self.chunk_size is None else self.chunk_size
+        F = torch.cat([self._real_fisher_rows(c) for c in torch.split(u, rows)])
         return F.reshape(*z.shape[:-1], 2 * n, 2 * n)
+
+    def _real_fisher_rows(self, u: torch.Tensor) -> torch.Tensor:
+        """Real Fisher matrices ``(B, 2n, 2n)`` at real rows ``u`` ``(B, 2n)``.
+
+        One batched decoder call carries all 2n real tangents at once: ``jvp`` with the primal
+        batch ``u`` (evaluated once) and the tangents ``e_i`` broadcast over the batch, vmapped
+        over the 2n directions, so each layer does one GEMM over (directions × points) rows.
+        The likelihood's per-point Fisher contraction is then vmapped over points (a batched
+        GEMM for the Gaussian likelihoods). Decoders must be batch-independent (eval mode).
+        """
+        B, m = u.shape
+        tangents = torch.eye(m, dtype=u.dtype, device=u.device).unsqueeze(1).expand(m, B, m)
+        params, dparams = vmap(lambda t: jvp(self._params_of_real, (u,), (t,)), out_dims=(None, 0))(
+            tangents
+        )
+        if type(self.likelihood) is ComplexGaussian:
+            return _complex_gaussian_fisher(params, dparams, B)
+        lead = params[0].ndim
+        p_in, d_in, fixed = [], [], []
+        for p, dp in zip(params, dparams, strict=True):
+            batched = p.ndim == lead
+            if batched and p.shape[0] != B:  # a batch axis of one, broadcast over the points
+                p = p.expand(B, *p.shape[1:])
+                dp = dp.expand(m, B, *dp.shape[2:])
+            p_in.append(0 if batched else None)
+            d_in.append(1 if batched else None)
+            fixed.append((p, dp))
+        params = tuple(p for p, _ in fixed)
+        dparams = tuple(dp for _, dp in fixed)
+        return vmap(self.likelihood.fisher_real, in_dims=(tuple(p_in), tuple(d_in)))(
+            params, dparams
+        )
 
     def metric_field(self, z: torch.Tensor) -> torch.Tensor:
         return levi_from_real_hessian(self._real_fisher(z))

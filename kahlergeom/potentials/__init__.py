@@ -9,6 +9,7 @@ from kahlergeom.potentials._closed_forms import ComplexHyperbolic, Flat, FubiniS
 from kahlergeom.potentials._combinators import LogSumExp, PotentialSum, Product, lse_levi
 from kahlergeom.potentials._kl import KLPotential
 from kahlergeom.potentials._mixture import GaussianMixturePotential, Quadratic
+from kahlergeom.potentials._ridge import RidgePotential
 
 __all__ = [
     "ComplexHyperbolic",
@@ -21,6 +22,7 @@ __all__ = [
     "PotentialSum",
     "Product",
     "Quadratic",
+    "RidgePotential",
     "SiegelDisk",
     "lse_levi",
     "sq_norm",

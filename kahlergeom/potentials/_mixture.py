@@ -157,7 +157,9 @@ class GaussianMixturePotential(KahlerPotential):
         # k_j = M_j·b_j − log w_j: a batched dot product and one small GEMM, no (B, 2n, m) temps.
         V = (W.reshape(2 * n, 2 * n, m) * M).sum(1)  # (2n, m)
         k = (M * bias.reshape(2 * n, m)).sum(0) - logw
-        return W, bias, V, k, u0
+        # Biases as an extra input row (u gets a trailing 1): one plain GEMM per chunk, no
+        # copy of the broadcast bias into the output first.
+        return torch.cat([W, bias.unsqueeze(0)], 0), torch.cat([V, k.unsqueeze(0)], 0), u0
 
     def _chunks(self, z):
         """z as real rows u = (Re z, Im z), (B, 2n), and the points per chunk (bounded memory)."""
@@ -168,11 +170,12 @@ class GaussianMixturePotential(KahlerPotential):
 
     def _chunk_parts(self, u, ops):
         """Scores ψ_j + log w_j (B, m) and q_j = (Re, Im) P_j (z − m_j) as (B, 2n, m), of rows u."""
-        W, bias, V, k, u0 = ops
+        Wb, Vk, u0 = ops
         u = u - u0
-        q = torch.addmm(bias, u, W).reshape(u.shape[0], *V.shape)
+        u1 = torch.cat([u, torch.ones_like(u[:, :1])], -1)
+        q = (u1 @ Wb).reshape(u.shape[0], Vk.shape[0] - 1, Vk.shape[1])
         # Re((z − m_j)ᴴ P_j (z − m_j)) = (u − M_j)·q_j.
-        scores = (u.unsqueeze(-2) @ q).squeeze(-2) - torch.addmm(k, u, V)
+        scores = (u.unsqueeze(-2) @ q).squeeze(-2) - u1 @ Vk
         return scores, q
 
     def _map(self, z, fn):

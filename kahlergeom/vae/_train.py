@@ -7,8 +7,13 @@ the term shapes the decoder's geometry rather than moving the codes):
 * ``kind="variance"``: $R = \mathrm{Var}_i\,\ell_i$ (uniform volume over the data),
 * ``kind="magnitude"``: $R = \mathrm{mean}_i\,\ell_i^2$ (volume kept near the Euclidean one),
 
-with $G$ the exact Fisher metric of the decoder (``metric="fisher"``) or the closed-form
-log-sum-exp surrogate built from the batch's encoder posteriors (``metric="surrogate"``).
+with $G$ the exact Fisher metric of the decoder (``metric="fisher"``, the default), the
+closed-form log-sum-exp surrogate built from the batch's encoder posteriors
+(``metric="surrogate"``), or a fixed fitted Kähler surrogate (``metric="fitted"`` with
+``surrogate=`` a potential from `kahlergeom.surrogates.fit_kahler`, e.g. of a pretrained
+decoder). The surrogate terms are evaluated at the (not detached) codes, so their gradients move
+the encoder, not the decoder: use ``"fitted"`` to shape where a frozen or slowly changing
+decoder's codes go at closed-form cost (refit the surrogate when the decoder changes).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import torch
 from kahlergeom._checks import check_temperature
 from kahlergeom._linalg import hermitian_logdet
 from kahlergeom.manifolds._fisher import FisherManifold
+from kahlergeom.potentials._base import KahlerPotential
 from kahlergeom.potentials._mixture import GaussianMixturePotential
 from kahlergeom.vae._checkpoint import (
     FORMAT,
@@ -38,7 +44,7 @@ from kahlergeom.vae._checkpoint import (
 from kahlergeom.vae._model import ComplexVAE
 
 _KINDS = ("variance", "magnitude")
-_METRICS = ("fisher", "surrogate")
+_METRICS = ("fisher", "surrogate", "fitted")
 
 
 @dataclass
@@ -50,6 +56,7 @@ class GeometricRegulariser:
     metric: str = "fisher"
     n_points: int = 32
     temperature: float = 1.0
+    surrogate: KahlerPotential | None = None
 
     def __post_init__(self):
         if not (isinstance(self.weight, int | float) and self.weight >= 0):
@@ -65,11 +72,26 @@ class GeometricRegulariser:
         ):
             raise ValueError(f"n_points must be an integer >= 2; got {self.n_points!r}.")
         self.temperature = check_temperature(self.temperature)
+        if (self.metric == "fitted") != (self.surrogate is not None):
+            raise ValueError(
+                'surrogate must be given exactly when metric="fitted" (a KahlerPotential with a '
+                f"closed-form levi, e.g. fit_kahler(...).potential); got metric={self.metric!r}, "
+                f"surrogate={self.surrogate!r}."
+            )
+        if self.surrogate is not None and not (
+            isinstance(self.surrogate, KahlerPotential) and self.surrogate.has_closed_form_levi
+        ):
+            raise ValueError(
+                "surrogate must be a KahlerPotential with a closed-form levi (e.g. "
+                f"fit_kahler(...).potential); got {type(self.surrogate).__name__}."
+            )
 
     def log_det(self, model: ComplexVAE, z: torch.Tensor, posterior) -> torch.Tensor:
         """log det G at latent points ``z`` (n_points, n), differentiable in the model."""
         if self.metric == "fisher":
             G = FisherManifold(model.decoder, n=model.latent_dim).metric_field(z.detach())
+        elif self.metric == "fitted":
+            G = self.surrogate.levi(z)
         else:
             # The constructor validates without detaching, so gradients reach the encoder.
             gm = GaussianMixturePotential(
