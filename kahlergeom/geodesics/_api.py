@@ -64,8 +64,7 @@ def check_second_point(z, w, name):
         torch.broadcast_shapes(z.shape, w.shape)
     except RuntimeError:
         raise ValueError(
-            f"{name} of shape {tuple(w.shape)} does not broadcast with z's shape "
-            f"{tuple(z.shape)}."
+            f"{name} of shape {tuple(w.shape)} does not broadcast with z's shape {tuple(z.shape)}."
         ) from None
 
 
