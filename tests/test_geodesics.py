@@ -20,17 +20,16 @@ from hypothesis import strategies as st
 
 import kahlergeom as kg
 from kahlergeom import geodesics
+from kahlergeom._linalg import from_real, to_real
 from kahlergeom.curvature import kahler_christoffel, levi_civita_christoffel
 from kahlergeom.geodesics import (
     Dopri5,
     EnergyMinimisation,
     GeodesicWarning,
     Shooting,
-    geodesic_rhs,
-    rk_fixed,
 )
+from kahlergeom.geodesics._equations import connection_of, geodesic_rhs
 from kahlergeom.potentials import ComplexHyperbolic, FubiniStudy, KahlerPotential, SiegelDisk
-from kahlergeom.wirtinger import from_real, to_real
 
 C128 = torch.complex128
 
@@ -159,7 +158,7 @@ class FlatInBall(KahlerPotential):
 def test_connection_attribute(FS2):
     assert FS2.connection == "kahler"
     assert NonKahler().connection == "levi-civita"
-    assert geodesics.connection_of(FS2) == "kahler"
+    assert connection_of(FS2) == "kahler"
     assert float(FS2.closedness_residual(torch.tensor([0.3 + 0.1j, -0.2j], dtype=C128))) < 1e-12
     assert float(NonKahler().closedness_residual(torch.tensor([0.3 + 0.1j, -0.2j]))) > 0.1
 
@@ -194,7 +193,7 @@ def test_rk_fixed_convergence_order_scalar():
     y0 = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
     exact = torch.tensor([[math.cos(3.0), -math.sin(3.0)]], dtype=torch.float64)
     Ns = [4, 8, 16, 32]
-    errs = [float((rk_fixed(f, y0, 3.0, N) - exact).abs().max()) for N in Ns]
+    errs = [float((Dopri5().fixed_steps(f, y0, 3.0, N) - exact).abs().max()) for N in Ns]
     slope = np.polyfit(np.log(1 / np.array(Ns)), np.log(errs), 1)[0]
     assert 4.6 < slope < 5.5, (slope, errs)
 
@@ -207,7 +206,8 @@ def test_rk_fixed_convergence_order_geodesic(FS2):
     exact = torch.tan(nv) * v / nv
     f = geodesic_rhs(FS2)
     Ns = [3, 6, 12, 24]
-    errs = [float((from_real(rk_fixed(f, y0, 1.0, N)[:, :4]) - exact).abs().max()) for N in Ns]
+    ends = [from_real(Dopri5().fixed_steps(f, y0, 1.0, N)[:, :4]) for N in Ns]
+    errs = [float((e - exact).abs().max()) for e in ends]
     slope = np.polyfit(np.log(1 / np.array(Ns)), np.log(errs), 1)[0]
     assert 4.3 < slope < 5.8, (slope, errs)
 
@@ -217,7 +217,7 @@ def test_dopri5_tolerance_and_output_times():
     f = lambda y: y**2  # noqa: E731
     y0 = torch.tensor([[1.0], [0.5], [-1.0]], dtype=torch.float64)
     t = torch.linspace(0, 0.9, 7, dtype=torch.float64)
-    res = geodesics.dopri5(f, y0, 0.9, rtol=1e-10, atol=1e-12, t_eval=t)
+    res = Dopri5(rtol=1e-10, atol=1e-12).integrate(f, y0, 0.9, t_eval=t)
     assert bool(res.success.all())
     exact = y0[:, None, :] / (1 - y0[:, None, :] * t[None, :, None])
     torch.testing.assert_close(res.ys, exact, rtol=1e-8, atol=0)

@@ -4,14 +4,16 @@ Connection: a manifold with ``is_kahler`` uses the Kähler Christoffel symbols i
 coordinates ($\ddot z_l + \Gamma^l_{ab}\dot z_a\dot z_b = 0$); any other Hermitian metric uses
 the Levi-Civita connection of its real metric $G_R$. Results record which (``connection``).
 
-* `exp`, `transport`, `sample_geodesic`: initial-value problems, integrated by the batched
-  adaptive Dormand–Prince RK5(4) `dopri5` (per-trajectory step control) configured by `Dopri5`.
-* `solve_log`: boundary-value problems with a `GeodesicSolver` — `EnergyMinimisation`
+* `exp`, `transport`, `sample_geodesic`: initial-value problems, integrated by an `Integrator`
+  (`Dopri5`, adaptive, the default; `RK4`, fixed steps; or your own subclass).
+* `solve_log`: one boundary-value solve with a `GeodesicSolver` — `EnergyMinimisation`
   (default; discrete curve energy from several initial curves, refined by `Shooting`) or
-  `Shooting` alone. The length is the minimum over the converged candidates.
+  `Shooting` alone — returning velocity, length, status, certificate and (on request) points.
+  The length is the minimum over the converged candidates with no conjugate point.
 
-The manifold methods (``exp``, ``log``, ``dist``, ``geodesic``, ``parallel_transport``) return
-NaN where a solve failed and emit a `GeodesicWarning`; these functions return result records.
+Every result carries an int ``status`` per pair in one vocabulary, `STATUS_NAMES`. The manifold
+methods (``exp``, ``log``, ``dist``, ``geodesic``, ``parallel_transport``) return NaN where a
+solve failed or was not certified and emit a `GeodesicWarning`. Guide: ``docs/geodesics.md``.
 """
 
 from kahlergeom.geodesics._api import (
@@ -21,32 +23,24 @@ from kahlergeom.geodesics._api import (
     solve_log,
     transport,
 )
-from kahlergeom.geodesics._equations import connection_of, geodesic_rhs
-from kahlergeom.geodesics._ode import STATUS, ODEResult, dopri5, rk_fixed
-from kahlergeom.geodesics._solvers import (
-    Dopri5,
-    EnergyMinimisation,
-    ExpResult,
-    GeodesicSolver,
-    LogResult,
-    Shooting,
-)
+from kahlergeom.geodesics._ode import RK4, Dopri5, Integrator, ODEResult
+from kahlergeom.geodesics._ode import STATUS as STATUS_NAMES
+from kahlergeom.geodesics._results import ExpResult, LogResult
+from kahlergeom.geodesics._solvers import EnergyMinimisation, GeodesicSolver, Shooting
 
 __all__ = [
-    "STATUS",
+    "RK4",
+    "STATUS_NAMES",
     "Dopri5",
     "EnergyMinimisation",
     "ExpResult",
     "GeodesicSolver",
     "GeodesicWarning",
+    "Integrator",
     "LogResult",
     "ODEResult",
     "Shooting",
-    "connection_of",
-    "dopri5",
     "exp",
-    "geodesic_rhs",
-    "rk_fixed",
     "sample_geodesic",
     "solve_log",
     "transport",

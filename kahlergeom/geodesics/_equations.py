@@ -18,10 +18,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch.func import grad, jvp
+from torch.func import grad, jvp, vmap
 
+from kahlergeom._linalg import from_real, to_real
 from kahlergeom.curvature._connection import real_metric_fn
-from kahlergeom.wirtinger._ddbar import from_real, to_real
 
 KAHLER = "kahler"
 LEVI_CIVITA = "levi-civita"
@@ -92,3 +92,23 @@ def inside_fn(manifold) -> Callable:
     """``y ↦ manifold.contains(z)`` for states ``(B, 4n|6n)``, bool ``(B,)``."""
     n = manifold.n
     return lambda y: manifold.contains(from_real(y[..., : 2 * n]))
+
+
+def variational_rhs(f: Callable, d: int, m: int) -> Callable:
+    r"""Right-hand side of ``ẏ = f(y)`` together with its variational equations.
+
+    The state ``(B, d·(1 + m))`` holds ``y`` and ``m`` tangent vectors ``δy_j`` (row-major
+    after ``y``); $\dot{\delta y}_j = Df(y)\,\delta y_j$ is one forward-mode product
+    (``torch.func.jvp``, vmapped over the m tangents, the primal evaluated once). Integrated
+    from ``δy_j(0) = (0, e_j)`` along a geodesic, the position blocks of the tangents are the
+    Jacobi fields $Y(t) = \partial u(t) / \partial \dot u(0)$ with ``Y(0) = 0``.
+    """
+
+    def F(Y: torch.Tensor) -> torch.Tensor:
+        B = Y.shape[0]
+        y = Y[:, :d]
+        T = Y[:, d:].reshape(B, m, d).transpose(0, 1)  # (m, B, d)
+        fy, dT = vmap(lambda t: jvp(f, (y,), (t,)), out_dims=(None, 0))(T)
+        return torch.cat([fy, dT.transpose(0, 1).reshape(B, m * d)], -1)
+
+    return F

@@ -1,36 +1,62 @@
-r"""A batched Dormand–Prince RK5(4) integrator for autonomous ODEs $\dot y = f(y)$.
+r"""Initial-value integrators for autonomous ODEs $\dot y = f(y)$, batched over trajectories.
 
 The state is one real tensor ``y`` of shape ``(B, d)`` holding ``B`` independent trajectories;
 ``f`` maps ``(B, d) → (B, d)`` and is evaluated once per stage for the whole batch.
 
-Step-size control is **per trajectory**: every trajectory keeps its own time ``t[b]`` and step
-``h[b]``; a stage is evaluated for the whole batch with each row's own step, and the error
-norm (RMS of the embedded 5th−4th order difference scaled by ``atol + rtol·|y|``) decides
-acceptance row by row. Finished or failed rows take zero-length steps (their state is kept),
-so the batch stays one vectorised tensor. Steps of the 5th-order solution are taken (local
-extrapolation), with the usual controller ``h ← h · clip(0.9 · err^{-1/5}, 0.2, 5)``.
+`Integrator` is the extension point: a subclass implements
+``integrate(f, y0, t_end, *, inside=None, t_eval=None) -> ODEResult``. Two are provided:
 
-Outcomes per trajectory are integer codes (`STATUS`): a trial state that is not finite or lies
-outside the domain (``inside``) is rejected and the step shrunk; a trajectory whose step falls
-below ``16 · eps · t_end`` is stopped with ``"step_underflow"`` (or ``"left_domain"`` when the
-rejections that caused it were domain exits), one that needs more than ``max_steps`` steps
-with ``"max_steps"``.
+* `Dopri5`: adaptive Dormand–Prince RK5(4) with **per-trajectory** step control: every
+  trajectory keeps its own time ``t[b]`` and step ``h[b]``; a stage is evaluated for the whole
+  batch with each row's own step, and the error norm (RMS of the embedded 5th−4th order
+  difference scaled by ``atol + rtol·|y|``) decides acceptance row by row. Finished or failed rows
+  take zero-length steps, so the batch stays one vectorised tensor. Steps of the 5th-order
+  solution are taken (local extrapolation), with the controller
+  ``h ← h · clip(0.9 · err^{-1/5}, 0.2, 5)``.
+* `RK4`: the classical fixed-step fourth-order Runge–Kutta scheme.
 
-`rk_fixed` takes equal steps of the same 5th-order scheme without error control (no
-data-dependent branching, so it is also traceable by ``torch.func``); shooting uses it as its
-Newton model, and the convergence-order tests use it.
+Outcomes per trajectory are integer codes (see `kahlergeom.geodesics.STATUS`): a trial state
+that is not finite or lies outside the domain (``inside``) is rejected and the step shrunk; a
+trajectory whose step falls below ``16 · eps · t_end`` is stopped with ``"step_underflow"`` (or
+``"left_domain"`` when the rejections that caused it were domain exits), one that needs more
+than ``max_steps`` steps with ``"max_steps"``.
 """
 
 from __future__ import annotations
 
+import abc
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-#: Outcome codes of an adaptive integration, per trajectory.
-STATUS = {0: "running", 1: "success", 2: "left_domain", 3: "step_underflow", 4: "max_steps"}
+from kahlergeom._checks import check_positive_int
+
+#: Outcome codes shared by every geodesic result (initial- and boundary-value problems).
+STATUS = {
+    0: "running",
+    1: "success",
+    2: "left_domain",
+    3: "step_underflow",
+    4: "max_steps",
+    5: "speed_drift",
+    6: "not_converged",
+    7: "conjugate_point",
+}
 RUNNING, SUCCESS, LEFT_DOMAIN, UNDERFLOW, MAX_STEPS = 0, 1, 2, 3, 4
+SPEED_DRIFT, NOT_CONVERGED, CONJUGATE_POINT = 5, 6, 7
+
+#: One default for every ``max_steps`` knob: a geodesic of a smooth chart metric needs tens to a
+#: few hundred adaptive steps at 1e-10; 4000 leaves room for trajectories near a domain's edge.
+DEFAULT_MAX_STEPS = 4000
+#: Steps shorter than this many ulps of the final time cannot make progress.
+UNDERFLOW_ULPS = 16
+#: Hairer–Wanner starting step: fraction of |y|/|f(y)|, and the fallback when either is tiny.
+INITIAL_STEP_FRACTION, INITIAL_STEP_FALLBACK, INITIAL_STEP_TINY = 0.01, 1e-6, 1e-5
+#: Step-size controller of Dopri5: safety factor and the clip of the growth factor
+#: (standard values; after a rejection the step at least halves).
+SAFETY, MIN_FACTOR, MAX_FACTOR, MAX_FACTOR_AFTER_REJECT = 0.9, 0.2, 5.0, 0.5
 
 _A = (
     (),
@@ -45,46 +71,16 @@ _B4 = (5179 / 57600, 0.0, 7571 / 16695, 393 / 640, -92097 / 339200, 187 / 2100, 
 _E = tuple(b5 - b4 for b5, b4 in zip(_B5 + (0.0,), _B4, strict=True))
 
 
-def _stages(f: Callable, y: torch.Tensor, k1: torch.Tensor, h: torch.Tensor) -> list:
-    """The six stage derivatives of one Dormand–Prince step; ``h`` is ``(B, 1)``."""
-    ks = [k1]
-    for row in _A[1:]:
-        incr = sum(a * k for a, k in zip(row, ks, strict=False) if a != 0.0)
-        ks.append(f(y + h * incr))
-    return ks
-
-
-def _step5(y: torch.Tensor, ks: list, h: torch.Tensor) -> torch.Tensor:
-    return y + h * sum(b * k for b, k in zip(_B5, ks, strict=True) if b != 0.0)
-
-
-def rk_fixed(
-    f: Callable, y0: torch.Tensor, t_end: float | torch.Tensor, steps: int
-) -> torch.Tensor:
-    """Integrate with ``steps`` equal steps of the Dormand–Prince 5th-order scheme.
-
-    No error control and no data-dependent branching: safe inside ``torch.func`` transforms.
-    ``y0`` is ``(..., d)``; ``t_end`` a float or a tensor broadcastable to ``(..., 1)``.
-    Global error O(h⁵).
-    """
-    h = torch.as_tensor(t_end, dtype=y0.dtype, device=y0.device) / steps
-    y = y0
-    for _ in range(steps):
-        ks = _stages(f, y, f(y), h)
-        y = _step5(y, ks, h)
-    return y
-
-
 @dataclass
 class ODEResult:
-    """Outcome of `dopri5` for a batch of ``B`` trajectories.
+    """Outcome of an `Integrator` for a batch of ``B`` trajectories.
 
     Attributes:
         y: final states ``(B, d)`` (the last accepted state where a trajectory failed).
         ys: states at the requested output times ``(B, M, d)`` (NaN where not reached), or
             ``None`` when no output times were requested.
         t: time reached per trajectory ``(B,)``.
-        status: int codes ``(B,)``, see `STATUS`.
+        status: int codes ``(B,)``, see `kahlergeom.geodesics.STATUS`.
         n_steps: accepted steps per trajectory ``(B,)``.
         n_rejected: rejected steps per trajectory ``(B,)``.
     """
@@ -101,119 +97,281 @@ class ODEResult:
         """bool ``(B,)``: the trajectory reached the final time."""
         return self.status == SUCCESS
 
-    def reasons(self) -> dict[str, int]:
-        """Counts of each outcome, e.g. ``{"success": 9, "left_domain": 1}``."""
-        codes, counts = torch.unique(self.status, return_counts=True)
-        return {STATUS[int(c)]: int(k) for c, k in zip(codes, counts, strict=True)}
+
+def reasons(status: torch.Tensor) -> dict[str, int]:
+    """Counts of each outcome in an int status tensor, e.g. ``{"success": 9, "left_domain": 1}``."""
+    codes, counts = torch.unique(status, return_counts=True)
+    return {STATUS[int(c)]: int(k) for c, k in zip(codes, counts, strict=True)}
 
 
 def _rms(x: torch.Tensor) -> torch.Tensor:
     return x.square().mean(-1).sqrt()
 
 
-def dopri5(
-    f: Callable,
-    y0: torch.Tensor,
-    t_end: float = 1.0,
-    *,
-    rtol: float = 1e-10,
-    atol: float = 1e-10,
-    max_steps: int = 2000,
-    inside: Callable | None = None,
-    t_eval: torch.Tensor | None = None,
-) -> ODEResult:
-    """Adaptive, error-controlled integration of ``ẏ = f(y)`` from t = 0 to ``t_end``.
+def _check_tol(value, name):
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{name} must be a positive float or None; got {value!r}.")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite; got {value!r}.")
+
+
+class Integrator(abc.ABC):
+    """An initial-value integrator: implement `integrate`.
+
+    A subclass is usually a frozen dataclass of options that validates them in
+    ``__post_init__``. `kahlergeom.geodesics.exp`, `transport`, `sample_geodesic` and the
+    shooting stage of the boundary-value solvers accept any instance as ``integrator=``.
+    """
+
+    @abc.abstractmethod
+    def integrate(
+        self,
+        f: Callable,
+        y0: torch.Tensor,
+        t_end: float = 1.0,
+        *,
+        inside: Callable | None = None,
+        t_eval: torch.Tensor | None = None,
+    ) -> ODEResult:
+        """Integrate ``ẏ = f(y)`` from t = 0 to ``t_end`` for every row of ``y0`` ``(B, d)``.
+
+        Args:
+            f: batched right-hand side ``(B, d) → (B, d)`` (autonomous, real).
+            y0: initial states ``(B, d)``, real.
+            t_end: final time (> 0).
+            inside: optional ``(B, d) → bool (B,)``; states where it is False are outside the
+                domain (a trajectory that cannot avoid them fails with ``"left_domain"``).
+            t_eval: optional increasing output times in ``[0, t_end]`` ``(M,)``; the states there
+                are returned in ``ys`` ``(B, M, d)``.
+
+        Returns:
+            An `ODEResult` with one status code per trajectory.
+        """
+
+
+@dataclass(frozen=True)
+class Dopri5(Integrator):
+    """Adaptive Dormand–Prince RK5(4) with per-trajectory step control.
 
     Args:
-        f: batched right-hand side ``(B, d) → (B, d)`` (autonomous).
-        y0: initial states ``(B, d)``, real.
-        t_end: final time (> 0).
-        rtol, atol: per-component tolerances; a step is accepted when
+        rtol, atol: tolerances of the local error test, positive; ``None`` picks them from the
+            dtype (1e-10 / 1e-10 in float64, 1e-5 / 1e-6 in float32). A step is accepted when
             ``rms(err / (atol + rtol · max(|y|, |y_new|))) ≤ 1``.
         max_steps: cap on accepted plus rejected steps per trajectory.
-        inside: optional ``(B, d) → bool (B,)``; trial states where it is False are rejected.
-        t_eval: optional increasing output times in ``[0, t_end]`` ``(M,)``; steps are shortened
-            to land on them and the states there are returned in ``ys``.
-
-    Returns:
-        An `ODEResult`.
     """
-    B, d = y0.shape
-    dtype, device = y0.dtype, y0.device
-    eps = torch.finfo(dtype).eps
-    t_end = float(t_end)
-    t = torch.zeros(B, dtype=dtype, device=device)
-    y = y0.clone()
-    k1 = f(y)
-    status = torch.zeros(B, dtype=torch.long, device=device)
-    n_steps = torch.zeros(B, dtype=torch.long, device=device)
-    n_rej = torch.zeros(B, dtype=torch.long, device=device)
-    domain_rejects = torch.zeros(B, dtype=torch.bool, device=device)
-    # Initial step (Hairer–Wanner, first phase).
-    sc = atol + rtol * y.abs()
-    d0, d1 = _rms(y / sc), _rms(k1 / sc)
-    h = torch.where((d0 > 1e-5) & (d1 > 1e-5), 0.01 * d0 / d1, torch.full_like(d0, 1e-6))
-    h = h.clamp(max=t_end)
 
-    if t_eval is not None:
-        t_eval = torch.as_tensor(t_eval, dtype=dtype, device=device)
-        M = t_eval.shape[0]
-        ys = torch.full((B, M, d), float("nan"), dtype=dtype, device=device)
-        nxt = torch.zeros(B, dtype=torch.long, device=device)
-        at0 = t_eval <= 0
-        ys[:, at0] = y[:, None, :]
-        nxt += int(at0.sum())
-        t_targets = torch.cat([t_eval, t_eval.new_full((1,), t_end)])
-    else:
-        ys = None
+    rtol: float | None = None
+    atol: float | None = None
+    max_steps: int = DEFAULT_MAX_STEPS
 
-    min_h = 16 * eps * t_end
-    for _ in range(max_steps):
-        active = status == RUNNING
-        if not bool(active.any()):
-            break
-        target = t_targets[nxt.clamp(max=t_targets.shape[0] - 1)] if ys is not None else t_end
-        remaining = torch.as_tensor(target, dtype=dtype, device=device) - t
-        clipped = h >= remaining
-        h_eff = torch.where(active, torch.minimum(h, remaining), torch.zeros_like(h))
-        hb = h_eff[:, None]
-        ks = _stages(f, y, k1, hb)
-        y_new = _step5(y, ks, hb)
-        k7 = f(y_new)
-        err_vec = hb * sum(e * k for e, k in zip(_E, ks + [k7], strict=True) if e != 0.0)
-        scale = atol + rtol * torch.maximum(y.abs(), y_new.abs())
-        err = _rms(err_vec / scale)
-        finite = torch.isfinite(y_new).all(-1) & torch.isfinite(err) & torch.isfinite(k7).all(-1)
-        ok_domain = inside(torch.where(finite[:, None], y_new, y)) if inside is not None else True
-        ok_domain = torch.as_tensor(ok_domain, device=device) & finite
-        err = torch.where(finite & ok_domain, err, torch.full_like(err, float("inf")))
-        accept = active & (err <= 1)
-        reject = active & ~accept
-        domain_rejects = torch.where(accept, False, domain_rejects | (reject & ~ok_domain))
+    def __post_init__(self):
+        _check_tol(self.rtol, "rtol")
+        _check_tol(self.atol, "atol")
+        check_positive_int(self.max_steps, "max_steps")
 
-        y = torch.where(accept[:, None], y_new, y)
-        k1 = torch.where(accept[:, None], k7, k1)
-        t = torch.where(accept, t + h_eff, t)
-        n_steps += accept.long()
-        n_rej += reject.long()
+    def tolerances(self, dtype: torch.dtype) -> tuple[float, float]:
+        """``(rtol, atol)`` for states of ``dtype`` (the options, or the dtype's defaults)."""
+        low = dtype in (torch.float32, torch.complex64)
+        rtol = self.rtol if self.rtol is not None else (1e-5 if low else 1e-10)
+        atol = self.atol if self.atol is not None else (1e-6 if low else 1e-10)
+        return rtol, atol
 
-        factor = (0.9 * err.clamp_min(1e-30) ** -0.2).clamp(0.2, 5.0)
-        factor = torch.where(accept, factor, torch.minimum(factor, torch.full_like(factor, 0.5)))
-        h_new = h_eff * factor
-        # After a step shortened to land on a target, do not let the short step set the pace.
-        h_new = torch.where(accept & clipped, torch.maximum(h_new, h), h_new)
-        h = torch.where(active, h_new, h)
+    # -- the scheme -----------------------------------------------------------------------
+    @staticmethod
+    def stages(f: Callable, y: torch.Tensor, k1: torch.Tensor, h: torch.Tensor) -> list:
+        """The six stage derivatives of one Dormand–Prince step; ``h`` is ``(B, 1)``."""
+        ks = [k1]
+        for row in _A[1:]:
+            incr = sum(a * k for a, k in zip(row, ks, strict=False) if a != 0.0)
+            ks.append(f(y + h * incr))
+        return ks
 
-        if ys is not None:
-            landed = accept & clipped & (nxt < M)
-            if bool(landed.any()):
-                idx = landed.nonzero().squeeze(-1)
-                ys[idx, nxt[idx]] = y[idx]
-                nxt = nxt + landed.long()
-        done = active & (t >= t_end * (1 - 4 * eps))
-        status = torch.where(done, SUCCESS, status)
-        under = (status == RUNNING) & (h < min_h)
-        status = torch.where(under & domain_rejects, LEFT_DOMAIN, status)
-        status = torch.where(under & ~domain_rejects, UNDERFLOW, status)
-    status = torch.where(status == RUNNING, MAX_STEPS, status)
-    return ODEResult(y=y, ys=ys, t=t, status=status, n_steps=n_steps, n_rejected=n_rej)
+    @staticmethod
+    def step5(y: torch.Tensor, ks: list, h: torch.Tensor) -> torch.Tensor:
+        """The fifth-order update from the stages."""
+        return y + h * sum(b * k for b, k in zip(_B5, ks, strict=True) if b != 0.0)
+
+    def fixed_steps(
+        self, f: Callable, y0: torch.Tensor, t_end: float | torch.Tensor, steps: int
+    ) -> torch.Tensor:
+        """``steps`` equal steps of the 5th-order scheme, no error control.
+
+        No data-dependent branching, so it is traceable by ``torch.func``. ``y0`` is
+        ``(..., d)``; ``t_end`` a float or a tensor broadcastable to ``(..., 1)``. Global error
+        O(h⁵).
+        """
+        h = torch.as_tensor(t_end, dtype=y0.dtype, device=y0.device) / steps
+        y = y0
+        for _ in range(steps):
+            y = self.step5(y, self.stages(f, y, f(y), h), h)
+        return y
+
+    def integrate(self, f, y0, t_end=1.0, *, inside=None, t_eval=None) -> ODEResult:
+        B, d = y0.shape
+        dtype, device = y0.dtype, y0.device
+        rtol, atol = self.tolerances(dtype)
+        eps = torch.finfo(dtype).eps
+        t_end = float(t_end)
+        t = torch.zeros(B, dtype=dtype, device=device)
+        y = y0.clone()
+        k1 = f(y)
+        status = torch.zeros(B, dtype=torch.long, device=device)
+        n_steps = torch.zeros(B, dtype=torch.long, device=device)
+        n_rej = torch.zeros(B, dtype=torch.long, device=device)
+        domain_rejects = torch.zeros(B, dtype=torch.bool, device=device)
+        # Initial step (Hairer–Wanner, first phase).
+        sc = atol + rtol * y.abs()
+        d0, d1 = _rms(y / sc), _rms(k1 / sc)
+        big = (d0 > INITIAL_STEP_TINY) & (d1 > INITIAL_STEP_TINY)
+        h = torch.where(
+            big, INITIAL_STEP_FRACTION * d0 / d1, torch.full_like(d0, INITIAL_STEP_FALLBACK)
+        )
+        h = h.clamp(max=t_end)
+        ys, t_targets, nxt, M = _output_buffer(y, t_eval, t_end)
+
+        min_h = UNDERFLOW_ULPS * eps * t_end
+        for _ in range(self.max_steps):
+            active = status == RUNNING
+            if not bool(active.any()):
+                break
+            target = t_targets[nxt.clamp(max=t_targets.shape[0] - 1)] if ys is not None else t_end
+            remaining = torch.as_tensor(target, dtype=dtype, device=device) - t
+            clipped = h >= remaining
+            h_eff = torch.where(active, torch.minimum(h, remaining), torch.zeros_like(h))
+            hb = h_eff[:, None]
+            ks = self.stages(f, y, k1, hb)
+            y_new = self.step5(y, ks, hb)
+            k7 = f(y_new)
+            err_vec = hb * sum(e * k for e, k in zip(_E, ks + [k7], strict=True) if e != 0.0)
+            scale = atol + rtol * torch.maximum(y.abs(), y_new.abs())
+            err = _rms(err_vec / scale)
+            finite = (
+                torch.isfinite(y_new).all(-1) & torch.isfinite(err) & torch.isfinite(k7).all(-1)
+            )
+            ok_domain = _inside(inside, y_new, y, finite)
+            err = torch.where(finite & ok_domain, err, torch.full_like(err, float("inf")))
+            accept = active & (err <= 1)
+            reject = active & ~accept
+            domain_rejects = torch.where(accept, False, domain_rejects | (reject & ~ok_domain))
+
+            y = torch.where(accept[:, None], y_new, y)
+            k1 = torch.where(accept[:, None], k7, k1)
+            t = torch.where(accept, t + h_eff, t)
+            n_steps += accept.long()
+            n_rej += reject.long()
+
+            factor = (SAFETY * err.clamp_min(1e-30) ** -0.2).clamp(MIN_FACTOR, MAX_FACTOR)
+            cap = torch.full_like(factor, MAX_FACTOR_AFTER_REJECT)
+            factor = torch.where(accept, factor, torch.minimum(factor, cap))
+            h_new = h_eff * factor
+            # After a step shortened to land on a target, do not let the short step set the pace.
+            h_new = torch.where(accept & clipped, torch.maximum(h_new, h), h_new)
+            h = torch.where(active, h_new, h)
+
+            if ys is not None:
+                nxt = _record(ys, y, accept & clipped, nxt, M)
+            done = active & (t >= t_end * (1 - 4 * eps))
+            status = torch.where(done, SUCCESS, status)
+            under = (status == RUNNING) & (h < min_h)
+            status = torch.where(under & domain_rejects, LEFT_DOMAIN, status)
+            status = torch.where(under & ~domain_rejects, UNDERFLOW, status)
+        status = torch.where(status == RUNNING, MAX_STEPS, status)
+        return ODEResult(y=y, ys=ys, t=t, status=status, n_steps=n_steps, n_rejected=n_rej)
+
+
+@dataclass(frozen=True)
+class RK4(Integrator):
+    """The classical fixed-step fourth-order Runge–Kutta scheme (global error O(h⁴)).
+
+    Takes ``steps`` equal steps over ``[0, t_end]`` (more where output times ``t_eval`` fall
+    between them: each interval between consecutive output times gets its share of steps). A
+    trajectory fails with ``"left_domain"`` at the first state outside ``inside`` and with
+    ``"step_underflow"`` at the first non-finite state (the step is not adapted).
+
+    Args:
+        steps: equal steps over ``[0, t_end]``.
+    """
+
+    steps: int = 64
+
+    def __post_init__(self):
+        check_positive_int(self.steps, "steps")
+
+    @staticmethod
+    def step(f: Callable, y: torch.Tensor, h) -> torch.Tensor:
+        """One classical RK4 step of size ``h``."""
+        k1 = f(y)
+        k2 = f(y + 0.5 * h * k1)
+        k3 = f(y + 0.5 * h * k2)
+        k4 = f(y + h * k3)
+        return y + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+
+    def integrate(self, f, y0, t_end=1.0, *, inside=None, t_eval=None) -> ODEResult:
+        B, d = y0.shape
+        dtype, device = y0.dtype, y0.device
+        t_end = float(t_end)
+        y = y0.clone()
+        status = torch.zeros(B, dtype=torch.long, device=device)
+        n_steps = torch.zeros(B, dtype=torch.long, device=device)
+        t = torch.zeros(B, dtype=dtype, device=device)
+        ys, t_targets, nxt, M = _output_buffer(y, t_eval, t_end)
+        knots = [0.0] + [float(s) for s in t_targets.tolist() if s > 0] if ys is not None else []
+        if ys is None:
+            knots = [0.0, t_end]
+        for a, b in zip(knots[:-1], knots[1:], strict=True):
+            if b <= a:
+                continue
+            k = max(1, math.ceil(self.steps * (b - a) / t_end))
+            h = (b - a) / k
+            for _ in range(k):
+                active = status == RUNNING
+                if not bool(active.any()):
+                    break
+                y_new = self.step(f, y, h)
+                finite = torch.isfinite(y_new).all(-1)
+                ok = _inside(inside, y_new, y, finite)
+                status = torch.where(active & ~finite, UNDERFLOW, status)
+                status = torch.where(active & finite & ~ok, LEFT_DOMAIN, status)
+                moved = active & finite & ok
+                y = torch.where(moved[:, None], y_new, y)
+                t = torch.where(moved, t + h, t)
+                n_steps += moved.long()
+            if ys is not None:
+                nxt = _record(ys, y, status == RUNNING, nxt, M)
+        status = torch.where(status == RUNNING, SUCCESS, status)
+        return ODEResult(
+            y=y, ys=ys, t=t, status=status, n_steps=n_steps, n_rejected=torch.zeros_like(n_steps)
+        )
+
+
+def _inside(inside, y_new, y, finite):
+    if inside is None:
+        return finite
+    return torch.as_tensor(inside(torch.where(finite[:, None], y_new, y)), device=y.device) & finite
+
+
+def _output_buffer(y, t_eval, t_end):
+    """``(ys, targets, next index, M)`` for output times ``t_eval`` (or Nones)."""
+    if t_eval is None:
+        return None, None, None, 0
+    B, d = y.shape
+    t_eval = torch.as_tensor(t_eval, dtype=y.dtype, device=y.device)
+    M = t_eval.shape[0]
+    ys = torch.full((B, M, d), float("nan"), dtype=y.dtype, device=y.device)
+    nxt = torch.zeros(B, dtype=torch.long, device=y.device)
+    at0 = t_eval <= 0
+    ys[:, at0] = y[:, None, :]
+    nxt += int(at0.sum())
+    targets = torch.cat([t_eval, t_eval.new_full((1,), t_end)])
+    return ys, targets, nxt, M
+
+
+def _record(ys, y, landed, nxt, M):
+    """Store the states of rows that just landed on their next output time."""
+    landed = landed & (nxt < M)
+    if bool(landed.any()):
+        idx = landed.nonzero().squeeze(-1)
+        ys[idx, nxt[idx]] = y[idx]
+    return nxt + landed.long()

@@ -1,47 +1,62 @@
-"""Solver option objects and result records for geodesic problems.
+r"""Boundary-value (``log``) solvers: the `GeodesicSolver` extension point and two solvers.
 
-Solvers are small frozen objects (``Shooting(steps=16)``), not strings with option dicts:
+Solvers are small frozen objects (``Shooting(max_iter=20)``), not strings with option dicts,
+and each carries its algorithm as methods:
 
-* `Dopri5`: the adaptive initial-value integrator used by ``exp``, geodesic sampling,
-  parallel transport and the residuals of shooting.
-* `GeodesicSolver`: the extension point for boundary-value (``log``) solvers, with
-  `Shooting` (Newton on the initial velocity) and `EnergyMinimisation` (discrete curve energy,
-  several initial curves, then refined by shooting) — the default.
+* `Shooting`: Newton on the initial velocity, Jacobian from the variational equations.
+* `EnergyMinimisation` (default): discrete curve energy from several initial curves, refined
+  by a `Shooting`; the shortest *certified* candidate is returned.
+
+Every candidate a solver returns as converged is checked for conjugate points: the Jacobi
+fields $Y(t) = \partial u(t) / \partial \dot u(0)$ (``Y(0) = 0``) are integrated in forward
+mode along the geodesic and $\det Y(t)$ must stay positive on (0, 1]. A geodesic through a
+conjugate point is not locally minimising, so its length is not the distance.
 """
 
 from __future__ import annotations
 
 import abc
+import math
 from dataclasses import dataclass, field
 
 import torch
+from torch.func import grad, hessian, vmap
 
 from kahlergeom._checks import check_positive_int
+from kahlergeom._linalg import from_real, to_real
+from kahlergeom.geodesics._bvp import (
+    endpoint_miss,
+    energy_fn,
+    flow,
+    h_norm,
+    pick_shortest,
+    polyline_inside,
+    polyline_length,
+    polyline_tangent,
+    real_metric_at,
+)
+from kahlergeom.geodesics._equations import connection_of
+from kahlergeom.geodesics._ode import NOT_CONVERGED, SUCCESS, Dopri5, Integrator
+from kahlergeom.geodesics._results import LogResult
 
-
-def _real_dtype(z: torch.Tensor) -> torch.dtype:
-    return z.real.dtype
-
-
-@dataclass(frozen=True)
-class Dopri5:
-    """Adaptive Dormand–Prince RK5(4) with per-trajectory step control (see `dopri5`).
-
-    Args:
-        rtol, atol: tolerances of the local error test; ``None`` picks them from the dtype
-            (1e-10 / 1e-10 in float64, 1e-5 / 1e-6 in float32).
-        max_steps: cap on accepted plus rejected steps per trajectory.
-    """
-
-    rtol: float | None = None
-    atol: float | None = None
-    max_steps: int = 4000
-
-    def tolerances(self, dtype: torch.dtype) -> tuple[float, float]:
-        low = dtype in (torch.float32, torch.complex64)
-        rtol = self.rtol if self.rtol is not None else (1e-5 if low else 1e-10)
-        atol = self.atol if self.atol is not None else (1e-6 if low else 1e-10)
-        return rtol, atol
+#: A Newton step damped below this factor makes no progress: the pair is given up.
+MIN_DAMPING = 1e-6
+#: Levenberg–Marquardt start: this fraction of the mean |diagonal| of the energy Hessian
+#: (close to a pure Newton step, scaled to the problem).
+INITIAL_DAMPING = 1e-4
+#: Levenberg–Marquardt damping update after an accepted / a rejected step.
+DAMPING_DOWN, DAMPING_UP = 3.0, 4.0
+#: Damping this many times (1 + E) means steps of 1e-12 of a gradient step: stalled, stop.
+STALL_DAMPING = 1e12
+#: Relative energy gradient max|∇E| / (1 + E) below which a polyline counts as converged
+#: (its tangent only seeds shooting, which polishes to the endpoint tolerance).
+ENERGY_GRAD_TOL = 1e-6
+#: Halvings of a bent initial curve's amplitude tried until it lies inside the domain.
+BEND_HALVINGS = 8
+#: Restarts for pairs whose candidates all pass a conjugate point: shoot from −s·v for the
+#: shortest such candidate v. Going the other way round the geodesic (as on a great circle of
+#: Fubini–Study, where the short arc has length π − L) is the usual way out.
+RESTART_SCALES = (0.5, 0.25, 1.0, 0.75)
 
 
 def default_tol(dtype: torch.dtype) -> float:
@@ -49,61 +64,22 @@ def default_tol(dtype: torch.dtype) -> float:
     return 1e-4 if dtype in (torch.float32, torch.complex64) else 1e-8
 
 
-@dataclass
-class ExpResult:
-    """Outcome of `kahlergeom.geodesics.exp` (shapes follow the broadcast batch ``(...)``).
-
-    Attributes:
-        point: end points ``exp_z(v)`` ``(..., n)`` (last accepted state where it failed).
-        velocity: velocity at t = 1 ``(..., n)``.
-        success: bool ``(...)``.
-        status: int codes ``(...)`` (see `kahlergeom.geodesics.STATUS`: success,
-            left_domain, step_underflow, max_steps).
-        reasons: counts of each outcome, e.g. ``{"success": 9, "left_domain": 1}``.
-        n_steps: accepted steps ``(...)``.
-        connection: ``"kahler"`` or ``"levi-civita"``.
-        transported: the transported vector at t = 1 ``(..., n)``, or ``None``.
-    """
-
-    point: torch.Tensor
-    velocity: torch.Tensor
-    success: torch.Tensor
-    status: torch.Tensor
-    reasons: dict
-    n_steps: torch.Tensor
-    connection: str
-    transported: torch.Tensor | None = None
-
-
-@dataclass
-class LogResult:
-    """Outcome of a boundary-value solve between z and w (batch ``(...)``).
-
-    Attributes:
-        velocity: initial velocity v with ``exp_z(v) ≈ w`` ``(..., n)``.
-        length: ``|v|_{G(z)}``, the length of the geodesic found ``(...)``.
-        converged: bool ``(...)``: the adaptive endpoint miss ``|exp_z(v) − w|_{G(w)}`` is at
-            most the solver's tolerance.
-        residual: that endpoint miss ``(...)``.
-        candidate_lengths: lengths of every candidate ``(..., S)`` (NaN where it did not
-            converge); ``length`` is their minimum.
-        connection: ``"kahler"`` or ``"levi-civita"``.
-        solver: the solver object that produced it.
-    """
-
-    velocity: torch.Tensor
-    length: torch.Tensor
-    converged: torch.Tensor
-    residual: torch.Tensor
-    candidate_lengths: torch.Tensor
-    connection: str
-    solver: GeodesicSolver | None = None
+def _check_positive_float(value, name):
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{name} must be a positive float or None; got {value!r}.")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite; got {value!r}.")
 
 
 class GeodesicSolver(abc.ABC):
     """A boundary-value solver: implement ``solve(manifold, z, w) -> LogResult``.
 
     ``z`` and ``w`` arrive validated and flattened to ``(P, n)``; the result is ``(P, ...)``.
+    The solver may leave ``LogResult.certified`` as ``None``: `kahlergeom.geodesics.solve_log`
+    then certifies the returned velocity itself (one integration with the variational
+    equations), so a user-written solver gets the same conjugate-point check.
     """
 
     @abc.abstractmethod
@@ -113,38 +89,83 @@ class GeodesicSolver(abc.ABC):
 
 @dataclass(frozen=True)
 class Shooting(GeodesicSolver):
-    r"""Newton shooting on $v \mapsto \exp_z(v) - w$.
+    r"""Damped Newton shooting on $v \mapsto \exp_z(v) - w$.
 
-    Phase A: damped Newton on the fixed-step model $\exp_z$ (``steps`` equal Dormand–Prince
-    steps, `rk_fixed`): residual and real 2n×2n Jacobian (central differences, all 4n + 1
-    trajectories of all pairs integrated as one batch), per-pair backtracking until the
-    residual's h-norm at w decreases. Phase B: the residual from the adaptive `Dopri5`
-    ``integrator``, corrected by simplified Newton steps with the last Jacobian (at most three);
-    ``converged`` is decided on this adaptive residual.
+    Each iteration integrates the geodesic together with its variational equations (forward
+    mode, one adaptive `integrator` run for all active pairs): the end point gives the residual,
+    the Jacobi fields at t = 1 the exact real 2n×2n Jacobian $\partial u(1)/\partial\dot u(0)$
+    of the integrated flow, and $\det Y(t)$ on a grid of (0, 1] the conjugate-point
+    certificate. A step is accepted when the residual's h-norm at w decreases, else halved
+    (per pair). ``converged`` means that h-norm is at most ``tol``.
     Used alone it starts from the straight-line velocity ``v = w − z`` and is local: far pairs
     need `EnergyMinimisation`, which calls it to refine.
 
     Args:
-        steps: fixed steps for the Jacobian (the residual is adaptive regardless).
-        max_iter: Newton iterations.
+        max_iter: Newton iterations (≥ 0).
         tol: endpoint tolerance, h-norm at w (``None``: 1e-8 in float64, 1e-4 in float32).
-        integrator: the adaptive integrator for residuals.
+        integrator: the integrator of the geodesic and variational equations.
     """
 
-    steps: int = 16
     max_iter: int = 12
     tol: float | None = None
-    integrator: Dopri5 = field(default_factory=lambda: Dopri5(max_steps=1000))
+    integrator: Integrator = field(default_factory=Dopri5)
 
     def __post_init__(self):
-        check_positive_int(self.steps, "steps")
         check_positive_int(self.max_iter, "max_iter", minimum=0)
+        _check_positive_float(self.tol, "tol")
+        if not isinstance(self.integrator, Integrator):
+            raise ValueError(
+                "integrator must be a kahlergeom.geodesics.Integrator (e.g. Dopri5()); got "
+                f"{type(self.integrator).__name__}."
+            )
 
     def solve(self, manifold, z, w):
-        from kahlergeom.geodesics._bvp import select_shortest, shooting_refine
+        v, conv, cert, res = self.refine(manifold, z, w, w - z)
+        v, L, conv, cert, res, status, cand = pick_shortest(
+            manifold, z, v[None], conv[None], cert[None], res[None]
+        )
+        return LogResult(v, L, conv, res, cand, connection_of(manifold), self, cert, status)
 
-        v, conv, res = shooting_refine(self, manifold, z, w, w - z)
-        return select_shortest(manifold, z, v[None], conv[None], res[None], self)
+    def refine(self, manifold, z, w, v0):
+        """Newton shooting from initial velocities ``v0`` ``(P, n)``.
+
+        Returns ``(v, converged, certified, residual)``; ``residual`` is the adaptive endpoint
+        miss ``|exp_z(v) − w|_{G(w)}`` (inf where the integration failed), ``certified`` the
+        conjugate-point certificate of the returned geodesic.
+        """
+        P = z.shape[0]
+        dtype = z.real.dtype
+        tol = self.tol if self.tol is not None else default_tol(dtype)
+        uw = to_real(w)
+        GRw = real_metric_at(manifold, w)
+        uv = to_real(v0).clone()
+        fl = flow(manifold, z, uv, self.integrator, jacobian=True)
+        r, rn = endpoint_miss(GRw, fl, uw)
+        cert = fl.certified.clone()
+        delta, info = torch.linalg.solve_ex(fl.jacobian, r.unsqueeze(-1))
+        delta = delta.squeeze(-1)
+        alpha = torch.ones(P, dtype=dtype, device=z.device)
+        failed = ~torch.isfinite(rn) | (info != 0)
+        for _ in range(self.max_iter):
+            active = (rn > tol) & ~failed
+            if not bool(active.any()):
+                break
+            idx = active.nonzero().squeeze(-1)
+            uv_try = uv[idx] - alpha[idx, None] * delta[idx]
+            fl_t = flow(manifold, z[idx], uv_try, self.integrator, jacobian=True)
+            r_t, rn_t = endpoint_miss(GRw[idx], fl_t, uw[idx])
+            d_t, info_t = torch.linalg.solve_ex(fl_t.jacobian, r_t.unsqueeze(-1))
+            better = rn_t < rn[idx]
+            good = idx[better]
+            uv[good], rn[good], cert[good] = uv_try[better], rn_t[better], fl_t.certified[better]
+            delta[good] = d_t.squeeze(-1)[better]
+            failed[good] = failed[good] | (info_t[better] != 0) & (rn_t[better] > tol)
+            alpha[good] = (alpha[good] * 2).clamp(max=1.0)
+            bad = idx[~better]
+            alpha[bad] = alpha[bad] / 2
+            failed = failed | (alpha < MIN_DAMPING)
+        converged = rn <= tol
+        return from_real(uv), converged, cert & converged, rn
 
 
 @dataclass(frozen=True)
@@ -154,23 +175,28 @@ class EnergyMinimisation(GeodesicSolver):
     Stage 1: a polyline ``z = x_0, x_1, …, x_{K+1} = w`` (``K = nodes`` free interior nodes),
     energy $E = (K+1)\sum_k |x_{k+1}-x_k|^2_{G((x_k+x_{k+1})/2)}$, minimised over the nodes by
     damped Newton (Levenberg–Marquardt on the exact Hessian from ``torch.func``), batched over
-    pairs; trial curves leaving the domain are rejected. It starts from ``n_starts`` initial
-    curves: the straight segment and segments bent by ``± bend · 4t(1−t) · i(w − z)`` (shrunk
-    until they lie in the domain).
-    Stage 2 (``refine``, a `Shooting`): Newton shooting from the polyline's initial tangent
-    (second-order one-sided difference). The distance is the minimum length over the converged
-    candidates (docs/conventions.md § Numerical pitfalls: one start can converge to a longer
-    geodesic).
+    pairs; trial curves leaving the domain are rejected. The initial curves are the straight
+    segment and segments bent by ``± bend · ⌈s/2⌉ · 4t(1−t) · i(w − z)`` (shrunk until they lie in
+    the domain), tried in that order.
+    Stage 2 (``refine``, a `Shooting`): Newton shooting from the polyline's initial tangent,
+    with the conjugate-point certificate. The distance is the minimum length over the converged,
+    certified candidates (a start can converge to a longer geodesic through a conjugate point,
+    see ``docs/geodesics.md``). With ``all_starts=False`` a pair stops taking further starts
+    once it has a certified candidate. Pairs whose converged candidates all pass a conjugate
+    point are restarted by shooting the other way round (from −s·v, s in `RESTART_SCALES`).
 
-    With ``refine=None`` the result is the polyline alone (``length`` is the polyline length,
-    ``converged`` means the energy's Newton iteration converged).
+    With ``refine=None`` the result is the polyline alone: ``length`` is the polyline's length
+    (an upper bound of the distance, the length of a curve from z to w), ``converged`` means the
+    energy iteration converged; no conjugate-point certificate is computed (``certified``
+    equals ``converged``; ``certificate`` is ``"polyline"``).
 
     Args:
         nodes: interior nodes K (≥ 2).
         max_iter: Newton/LM iterations of stage 1.
         n_starts: number of initial curves (1: straight segment only).
-        bend: relative amplitude of the bent initial curves.
+        bend: relative amplitude of the bent initial curves (> 0).
         refine: the shooting stage, or ``None``.
+        all_starts: run every start for every pair (default: stop at the first certified one).
     """
 
     nodes: int = 12
@@ -178,13 +204,152 @@ class EnergyMinimisation(GeodesicSolver):
     n_starts: int = 3
     bend: float = 0.5
     refine: Shooting | None = field(default_factory=Shooting)
+    all_starts: bool = False
 
     def __post_init__(self):
         check_positive_int(self.nodes, "nodes", minimum=2)
         check_positive_int(self.max_iter, "max_iter", minimum=0)
         check_positive_int(self.n_starts, "n_starts")
+        _check_positive_float(self.bend, "bend")
+        if self.refine is not None and not isinstance(self.refine, Shooting):
+            raise ValueError(
+                f"refine must be a kahlergeom.geodesics.Shooting or None; got {self.refine!r}."
+            )
+        if not isinstance(self.all_starts, bool):
+            raise ValueError(f"all_starts must be a bool; got {self.all_starts!r}.")
 
+    # -- stage 1 ----------------------------------------------------------------------------
+    def initial_curve(self, manifold, z, w, s: int) -> torch.Tensor:
+        """Interior nodes ``(P, K, n)`` of initial curve number ``s`` (0: straight)."""
+        K = self.nodes
+        t = torch.linspace(0, 1, K + 2, dtype=z.real.dtype, device=z.device)[1:-1, None]
+        straight = z[:, None] + t * (w - z)[:, None]  # (P, K, n)
+        if s == 0:
+            return straight
+        bump = 4 * t * (1 - t) * (1j * (w - z))[:, None]
+        amp = self.bend * ((s + 1) // 2) * (1.0 if s % 2 else -1.0)
+        scale = torch.full((z.shape[0], 1, 1), amp, dtype=z.real.dtype, device=z.device)
+        for _ in range(BEND_HALVINGS):
+            ok = manifold.contains(straight + scale * bump).all(-1)
+            scale = torch.where(ok[:, None, None], scale, scale / 2)
+        c = straight + scale * bump
+        ok = manifold.contains(c).all(-1)
+        return torch.where(ok[:, None, None], c, straight)
+
+    def minimise(self, manifold, z, w, X0):
+        """Damped-Newton minimisation of the discrete energy from nodes ``X0`` ``(P, K, n)``.
+
+        Returns ``(X, converged)``.
+        """
+        P, K, n = X0.shape
+        energy = energy_fn(manifold, K)
+        vE, vG, vH = vmap(energy), vmap(grad(energy)), vmap(hessian(energy))
+        dtype = z.real.dtype
+        eps = torch.finfo(dtype).eps
+        p = to_real(X0).reshape(P, K * 2 * n)
+        uz, uw = to_real(z), to_real(w)
+        E = vE(p, uz, uw)
+        g, H = vG(p, uz, uw), vH(p, uz, uw)
+        eye = torch.eye(p.shape[-1], dtype=dtype, device=z.device)
+        lam = INITIAL_DAMPING * torch.diagonal(H, dim1=-2, dim2=-1).abs().mean(-1).clamp_min(eps)
+        converged = torch.zeros(P, dtype=torch.bool, device=z.device)
+        for _ in range(self.max_iter):
+            active = ~converged
+            if not bool(active.any()):
+                break
+            d, info = torch.linalg.solve_ex(H + lam[:, None, None] * eye, -g.unsqueeze(-1))
+            d = torch.where(active[:, None], d.squeeze(-1), torch.zeros_like(p))
+            p_try = p + d
+            E_try = vE(p_try, uz, uw)
+            inside = polyline_inside(manifold, z, w, from_real(p_try.reshape(P, K, 2 * n)))
+            ok = (info == 0) & torch.isfinite(E_try) & inside
+            accept = active & ok & (E_try <= E)
+            p = torch.where(accept[:, None], p_try, p)
+            E = torch.where(accept, E_try, E)
+            new_lam = torch.where(accept, lam / DAMPING_DOWN, lam * DAMPING_UP)
+            lam = torch.where(active, new_lam, lam)
+            step = d.abs().amax(-1) / (1 + p.abs().amax(-1))
+            converged = converged | (accept & (step < eps**0.5))
+            converged = converged | (active & (lam > STALL_DAMPING * (1 + E.abs())))
+            if bool(accept.any()):
+                g, H = vG(p, uz, uw), vH(p, uz, uw)
+        gnorm = g.abs().amax(-1) / (1 + E.abs())
+        return from_real(p.reshape(P, K, 2 * n)), converged & (gnorm < ENERGY_GRAD_TOL)
+
+    # -- the solve --------------------------------------------------------------------------
     def solve(self, manifold, z, w):
-        from kahlergeom.geodesics._bvp import energy_solve
+        P, n = z.shape
+        dtype, dev = z.real.dtype, z.device
+        S = self.n_starts
+        v = torch.zeros(S, P, n, dtype=z.dtype, device=dev)
+        conv = torch.zeros(S, P, dtype=torch.bool, device=dev)
+        cert = torch.zeros(S, P, dtype=torch.bool, device=dev)
+        res = torch.full((S, P), float("inf"), dtype=dtype, device=dev)
+        if self.refine is None:
+            return self._polyline_only(manifold, z, w)
+        todo = torch.arange(P, device=dev)
+        for s in range(S):
+            if todo.numel() == 0:
+                break
+            zs, ws = z[todo], w[todo]
+            X, _ = self.minimise(manifold, zs, ws, self.initial_curve(manifold, zs, ws, s))
+            vs, cs, ce, rs = self.refine.refine(manifold, zs, ws, polyline_tangent(zs, X))
+            v[s, todo], conv[s, todo], cert[s, todo], res[s, todo] = vs, cs, ce, rs
+            if not self.all_starts:
+                todo = todo[~ce]
+        v, conv, cert, res = self._restart(manifold, z, w, v, conv, cert, res)
+        vb, L, cb, ceb, rb, status, cand = pick_shortest(manifold, z, v, conv, cert, res)
+        return LogResult(vb, L, cb, rb, cand, connection_of(manifold), self, ceb, status)
 
-        return energy_solve(self, manifold, z, w)
+    def _restart(self, manifold, z, w, v, conv, cert, res):
+        """Shoot the other way round for pairs whose converged candidates are all uncertified."""
+        stuck = conv.any(0) & ~(conv & cert).any(0)
+        if not bool(stuck.any()):
+            return v, conv, cert, res
+        idx = stuck.nonzero().squeeze(-1)
+        G = manifold.metric_field(z[idx])
+        L = torch.where(conv[:, idx], h_norm(G[None], v[:, idx]), float("inf"))
+        vc = v[L.argmin(0), idx]  # (Q, n): shortest converged (uncertified) candidate
+        extra = []
+        for s in RESTART_SCALES:
+            if idx.numel() == 0:
+                break
+            vs, cs, ce, rs = self.refine.refine(manifold, z[idx], w[idx], -s * vc)
+            block = [torch.zeros_like(v[0]), conv[0] & False, cert[0] & False, res[0] + math.inf]
+            block[0][idx], block[1][idx], block[2][idx], block[3][idx] = vs, cs, ce, rs
+            extra.append(block)
+            keep = ~ce
+            idx, vc = idx[keep], vc[keep]
+        if not extra:
+            return v, conv, cert, res
+        return (
+            torch.cat([v, torch.stack([b[0] for b in extra])]),
+            torch.cat([conv, torch.stack([b[1] for b in extra])]),
+            torch.cat([cert, torch.stack([b[2] for b in extra])]),
+            torch.cat([res, torch.stack([b[3] for b in extra])]),
+        )
+
+    def _polyline_only(self, manifold, z, w):
+        P, n = z.shape
+        S = self.n_starts
+        zz, ww = z.repeat(S, 1), w.repeat(S, 1)
+        X0 = torch.cat([self.initial_curve(manifold, z, w, s) for s in range(S)])
+        X, conv = self.minimise(manifold, zz, ww, X0)
+        v0 = polyline_tangent(zz, X)
+        L = polyline_length(manifold, zz, ww, X)
+        Ls, cs = L.reshape(S, P), conv.reshape(S, P)
+        best = torch.where(cs, Ls, torch.full_like(Ls, float("inf"))).argmin(0)
+        pick = torch.arange(P, device=z.device)
+        c = cs[best, pick]
+        return LogResult(
+            velocity=v0.reshape(S, P, n)[best, pick],
+            length=Ls[best, pick],
+            converged=c,
+            residual=torch.full((P,), float("nan"), dtype=z.real.dtype, device=z.device),
+            candidate_lengths=torch.where(cs, Ls, torch.full_like(Ls, float("nan"))).T,
+            connection=connection_of(manifold),
+            solver=self,
+            certified=c,
+            status=torch.where(c, SUCCESS, NOT_CONVERGED),
+            certificate="polyline",
+        )

@@ -7,6 +7,7 @@ import abc
 import torch
 
 from kahlergeom import curvature as _curv
+from kahlergeom import geodesics as _geo
 from kahlergeom._checks import (
     check_chunk_size,
     check_in_domain,
@@ -18,6 +19,7 @@ from kahlergeom._checks import (
     require_kahler,
 )
 from kahlergeom._linalg import hermitian_logdet_ex, psd_test, real_metric
+from kahlergeom.geodesics import _api as _geo_api
 from kahlergeom.potentials._base import KahlerPotential
 from kahlergeom.wirtinger._ddbar import _levi, closedness_residual
 
@@ -242,45 +244,50 @@ class HermitianManifold(abc.ABC):
         """Connection used for geodesics: ``"kahler"`` if ``is_kahler``, else ``"levi-civita"``."""
         return "kahler" if self.is_kahler else "levi-civita"
 
+    #: True when the metric is known to have non-positive sectional curvature on a simply
+    #: connected domain (Cartan–Hadamard): geodesics are unique and every one is minimising,
+    #: so certified lengths are distances (``LogResult.certificate == "global"``). Kähler
+    #: manifolds take it from their potential's ``hadamard`` attribute.
+    @property
+    def hadamard(self) -> bool:
+        return bool(getattr(getattr(self, "potential", None), "hadamard", False))
+
     def exp(self, z: torch.Tensor, v: torch.Tensor, *, integrator=None) -> torch.Tensor:
         r"""Exponential map $\exp_z(v)$: the geodesic from z with velocity v at t = 1.
 
-        ``(..., n)`` points and tangent vectors (broadcast) → ``(..., n)``. Adaptive
-        Dormand–Prince integration (`kahlergeom.geodesics.Dopri5`) of the geodesic equation
-        of `connection`. Where a trajectory leaves the domain or its step underflows, the
-        output is NaN and a `GeodesicWarning` is emitted (`kahlergeom.geodesics.exp` returns
-        the per-trajectory status instead).
+        ``(..., n)`` points and tangent vectors (broadcast) → ``(..., n)``. Integration of the
+        geodesic equation of `connection` by ``integrator`` (default adaptive
+        `kahlergeom.geodesics.Dopri5`). Where a trajectory leaves the domain, its step
+        underflows or its speed is not conserved (edge of the domain or of the floating-point
+        range), the output is NaN and a `GeodesicWarning` is emitted
+        (`kahlergeom.geodesics.exp` returns the per-trajectory status instead).
         """
-        from kahlergeom.geodesics import _api
-
-        r = _api.exp(self, z, v, integrator=integrator)
-        _api.warn_failures(r.success, "exp", f"Outcomes: {r.reasons}. ")
-        return _api.nan_where(r.point, r.success)
+        r = _geo.exp(self, z, v, integrator=integrator)
+        _geo_api.warn_failures(r.success, "exp", f"Outcomes: {r.reasons}. ")
+        return _geo_api.nan_where(r.point, r.success)
 
     def log(self, z: torch.Tensor, w: torch.Tensor, *, solver=None) -> torch.Tensor:
         r"""Logarithm map: the initial velocity v of the shortest geodesic found, $\exp_z(v) = w$.
 
         ``(..., n)`` → ``(..., n)``. Solver: `kahlergeom.geodesics.EnergyMinimisation` by
-        default (several initial curves, shortest converged candidate). NaN and a
-        `GeodesicWarning` where no candidate converged.
+        default (several initial curves, shortest certified candidate). NaN and a
+        `GeodesicWarning` where no candidate converged or every one passes a conjugate point.
+        `kahlergeom.geodesics.solve_log` returns velocity, length, points and status at once.
         """
-        from kahlergeom.geodesics import _api
-
-        r = _api.solve_log(self, z, w, solver=solver)
-        _api.warn_failures(r.converged, "log")
-        return _api.nan_where(r.velocity, r.converged)
+        r = _geo.solve_log(self, z, w, solver=solver)
+        _geo_api.warn_failures(r.success, "log", f"Outcomes: {r.reasons}. ")
+        return _geo_api.nan_where(r.velocity, r.success)
 
     def dist(self, z: torch.Tensor, w: torch.Tensor, *, solver=None) -> torch.Tensor:
-        r"""Geodesic distance: the minimum length $|v|_{G(z)}$ over the converged candidates.
+        r"""Geodesic distance: the minimum length $|v|_{G(z)}$ over the certified candidates.
 
-        Real ``(...)``. NaN and a `GeodesicWarning` where the solver did not converge (never a
-        length that was not verified by an adaptive endpoint check).
+        Real ``(...)``. NaN and a `GeodesicWarning` where the solver did not converge or every
+        candidate passes a conjugate point (never a length that was not verified by an adaptive
+        endpoint check and a conjugate-point certificate).
         """
-        from kahlergeom.geodesics import _api
-
-        r = _api.solve_log(self, z, w, solver=solver)
-        _api.warn_failures(r.converged, "dist")
-        return _api.nan_where(r.length, r.converged)
+        r = _geo.solve_log(self, z, w, solver=solver)
+        _geo_api.warn_failures(r.success, "dist", f"Outcomes: {r.reasons}. ")
+        return _geo_api.nan_where(r.length, r.success)
 
     def geodesic(
         self, z: torch.Tensor, w: torch.Tensor, n_points: int, *, solver=None, integrator=None
@@ -290,14 +297,10 @@ class HermitianManifold(abc.ABC):
         ``(..., n)`` → ``(..., n_points, n)`` (first point z, last ≈ w). NaN and a
         `GeodesicWarning` where the boundary solve or the integration failed.
         """
-        from kahlergeom.geodesics import _api
-
-        r = _api.solve_log(self, z, w, solver=solver)
-        v = torch.where(r.converged[..., None], r.velocity, torch.zeros_like(r.velocity))
-        pts, e = _api.sample_geodesic(self, z, v, n_points, integrator=integrator)
-        ok = r.converged & e.success
-        _api.warn_failures(ok, "geodesic")
-        return _api.nan_where(pts, ok)
+        r = _geo.solve_log(self, z, w, solver=solver, n_points=n_points, integrator=integrator)
+        ok = r.success & torch.isfinite(r.points).all(-1).all(-1)
+        _geo_api.warn_failures(ok, "geodesic", f"Outcomes: {r.reasons}. ")
+        return _geo_api.nan_where(r.points, ok)
 
     def parallel_transport(
         self, z: torch.Tensor, w: torch.Tensor, v: torch.Tensor, *, solver=None, integrator=None
@@ -308,14 +311,18 @@ class HermitianManifold(abc.ABC):
         $h(V, V)$ and $h(V, \dot z)$. NaN and a `GeodesicWarning` where a solve failed. To
         transport along $t \mapsto \exp_z(t u)$ instead, use `kahlergeom.geodesics.transport`.
         """
-        from kahlergeom.geodesics import _api
-
-        r = _api.solve_log(self, z, w, solver=solver)
-        u = torch.where(r.converged[..., None], r.velocity, torch.zeros_like(r.velocity))
-        e = _api.transport(self, z, u, v, integrator=integrator)
-        ok = r.converged & e.success
-        _api.warn_failures(ok, "parallel_transport")
-        return _api.nan_where(e.transported, ok)
+        solver = _geo_api.check_solver(solver)
+        integrator = _geo_api.check_integrator(integrator)
+        _geo_api.check_point(self, z, "z")
+        _geo_api.check_point(self, w, "w")
+        _geo_api.check_second_point(z, w, "w")
+        check_same_shape(z, v, "v")
+        r = _geo_api.solve_log_core(self, z, w, solver, None, integrator)
+        u = torch.where(r.success[..., None], r.velocity, torch.zeros_like(r.velocity))
+        e = _geo_api.transport_core(self, z, u, v, integrator)
+        ok = r.success & e.success
+        _geo_api.warn_failures(ok, "parallel_transport")
+        return _geo_api.nan_where(e.transported, ok)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(n={self.n})"
