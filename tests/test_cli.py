@@ -172,7 +172,7 @@ def test_demo_end_to_end(tmp_path, capsys):
     t0 = time.perf_counter()
     try:
         rc = main(
-            ["demo", "--quick", "--no-figures", "--quiet", "--seeds", "0", "--epochs", "1"]
+            ["demo", "--quick", "--no-figures", "--quiet", "--seeds", "0,1", "--epochs", "1"]
             + ["--pairs", "2", "--samples", "16", "--hidden", "8", "--threads", "1"]
             + ["--out", out]
         )
@@ -182,14 +182,18 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert rc == 0
     with open(os.path.join(out, "report.md")) as fh:
         report = fh.read()
-    assert report.startswith("# kahlergeom demo report") and "test ELBO" in report
+    assert report.startswith("# Does it work?") and "test ELBO" in report
+    for words in ("smoother representations", "fewer semantic outliers", "sample variation"):
+        assert f"## “{words}”: " in report
+    with open(os.path.join(out, "report.html")) as fh:
+        assert "<h2>" in fh.read()
     with open(os.path.join(out, "results.json")) as fh:
         results = json.load(fh)
     # Explicit flags win over --quick's presets.
     assert results["config"]["epochs"] == 1
     assert results["config"]["n_pairs"] == 2 and results["config"]["n_samples"] == 16
-    assert list(results["per_seed"]) == ["baseline", "regularised"]
-    assert len(results["per_seed"]["baseline"]) == 1
-    for name in ("baseline", "regularised"):
+    assert list(results["per_seed"]) == ["baseline", "fisher", "fitted"]
+    assert len(results["per_seed"]["baseline"]) == 2
+    for name in ("baseline", "fisher", "fitted"):
         load_model(os.path.join(out, "checkpoints", f"{name}-seed0.pt"))
     assert elapsed < 120, f"the tiny demo took {elapsed:.0f} s"

@@ -9,6 +9,8 @@ import numpy as np
 import torch
 
 from kahlergeom.data import from_complex
+from kahlergeom.evaluation import laplacian_eigenmaps
+from kahlergeom.manifolds import KahlerManifold
 
 
 def _plt():
@@ -92,110 +94,52 @@ def _interpolations(plt, keep, shape, transform, path):
 
 
 def _samples(plt, keep, path):
-    fig, axes = plt.subplots(len(keep), 2, figsize=(7, 3.6 * len(keep)), squeeze=False)
-    for row, (variant, (_m, ex)) in zip(axes, keep.items(), strict=True):
-        for ax, name in zip(row, ("prior", "volume"), strict=True):
-            ax.imshow(
-                _grid_image(np.clip(ex["images"][name][:64], 0, 1), 8, 8),
-                cmap="gray",
-                vmin=0,
-                vmax=1,
-            )
-            ax.set_title(f"{variant}: {name} samples")
-            ax.axis("off")
+    """Decoded samples of the baseline model: prior, Fisher volume, surrogate volume."""
+    _model, ex = keep["baseline"]
+    names = list(ex["images"])
+    fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.8), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        ax.imshow(
+            _grid_image(np.clip(ex["images"][name][:64], 0, 1), 8, 8), cmap="gray", vmin=0, vmax=1
+        )
+        ax.set_title(name.replace("_", " "), fontsize=9)
+        ax.axis("off")
+    fig.suptitle("Decoded samples (baseline model, first seed)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def _fidelity(plt, keep, x_train, x_test, path):
-    """Exact Fisher vs LSE surrogate (from posteriors) vs nearest anchor, on test codes."""
-    from kahlergeom.surrogates import (
-        NearestAnchorManifold,
-        choose_temperature,
-        compare_metrics,
-        from_posteriors,
-    )
-
-    model, ex = keep["baseline"]
-    M = ex["manifold"]
+def _fidelity(plt, keep, path):
+    """Fitted Kähler surrogate vs exact Fisher metric at held-out test codes (baseline)."""
+    _model, ex = keep["baseline"]
+    M, codes, sur = ex["manifold"], ex["codes"], ex["surrogate"]
     with torch.no_grad():
-        q = model.encode(x_train)
-        exact = M.metric(ex["codes"]).detach()
-    half = exact.shape[0] // 2
-    m = min(256, q.mean.shape[0])
-    sur = from_posteriors(q.mean, q.covariance, m=m, seed=0)
-    choice = choose_temperature(sur, ex["codes"][:half], exact[:half])
-    sur = choice.surrogate
-    approx = sur.levi(ex["codes"][half:]).detach()
-    nearest = NearestAnchorManifold.from_manifold(M, sur.means)
-    near = nearest.metric(ex["codes"][half:]).detach()
-    fid = {
-        "lse_posteriors": compare_metrics(approx, exact[half:]),
-        "nearest_anchor": compare_metrics(near, exact[half:]),
-    }
-    plt_ = plt
-    fig, ax = plt_.subplots(figsize=(5.5, 4))
-    for name, G in (
-        ("exact Fisher", exact[half:]),
-        ("LSE surrogate", approx),
-        ("nearest anchor", near),
-    ):
-        v = np.sort(G[:, 0, 0].real.numpy())
-        ax.plot(v, np.linspace(0, 1, len(v)), label=name)
-    ax.set_xscale("log")
-    ax.set_xlabel("Re G[0, 0] at held-out test codes")
-    ax.set_ylabel("CDF")
-    ax.legend()
-    ax.set_title(f"Surrogate fidelity (m = {m}, τ = {choice.temperature:.3g})")
+        exact = M.log_volume_density(codes).numpy()
+        approx = KahlerManifold(sur).log_volume_density(codes).detach().numpy()
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    ax.scatter(exact, approx, s=5, alpha=0.6)
+    lo, hi = float(min(exact.min(), approx.min())), float(max(exact.max(), approx.max()))
+    ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+    ax.set_xlabel("log det G, exact Fisher")
+    ax.set_ylabel("log det G, fitted Kähler surrogate")
+    ax.set_title("Surrogate fidelity at test codes")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt_.close(fig)
-    summary = {
-        name: {
-            "median_rel_error": f.median_rel_error,
-            "p90_rel_error": f.p90_rel_error,
-            "spearman_logdet": f.spearman_logdet,
-            "psd_rate": f.psd_rate,
-        }
-        for name, f in fid.items()
-    }
-    summary["temperature"] = choice.temperature
-    summary["components"] = m
-    return summary
+    plt.close(fig)
 
 
-def _eigenmaps(plt, keep, path, k_neighbours=10):
-    """Metric-weighted Laplacian eigenmaps of prior vs volume samples (cf. the paper's Fig. 1).
-
-    Graph on the latent samples: k-NN edges with weights exp(−h_mid(Δz, Δz)/σ²), where h_mid is
-    the Fisher metric at the edge midpoint and σ² the median edge value; then the generalised
-    eigenproblem L v = λ D v and a plot of (v₁, v₂).
-    """
-    from scipy.linalg import eigh
-
-    _model, ex = keep.get("regularised", next(iter(keep.values())))
+def _eigenmaps(plt, keep, path):
+    """Metric-weighted Laplacian eigenmaps of prior vs volume samples (the paper's Figure 1),
+    with `kahlergeom.evaluation.laplacian_eigenmaps` on the baseline's Fisher metric."""
+    _model, ex = keep["baseline"]
     M = ex["manifold"]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4))
-    for ax, name in zip(axes, ("prior_z", "volume_z"), strict=True):
-        z = ex[name][:200]
-        N = z.shape[0]
-        d2 = torch.cdist(torch.view_as_real(z).flatten(1), torch.view_as_real(z).flatten(1)) ** 2
-        nbr = d2.argsort(1)[:, 1 : k_neighbours + 1]
-        i = torch.arange(N).repeat_interleave(k_neighbours)
-        j = nbr.reshape(-1)
-        dz = z[j] - z[i]
-        with torch.no_grad():
-            h = M.inner(0.5 * (z[i] + z[j]), dz, dz).real
-        sigma2 = h.median().clamp_min(1e-30)
-        W = torch.zeros(N, N, dtype=torch.float64)
-        W[i, j] = torch.exp(-h / sigma2)
-        W = torch.maximum(W, W.T)
-        Dg = W.sum(1)
-        L = torch.diag(Dg) - W
-        _, vecs = eigh(L.numpy(), np.diag(Dg.numpy()))
-        ax.scatter(vecs[:, 1], vecs[:, 2], s=6)
-        ax.set_title(f"{'prior' if name == 'prior_z' else 'volume'} samples")
+    names = [k for k in ex["samples"] if k != "surrogate_volume"][:2]
+    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 4), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        v = laplacian_eigenmaps(ex["samples"][name][:200], M.metric_field)
+        ax.scatter(v[:, 0], v[:, 1], s=6)
+        ax.set_title(f"{name.replace('_', ' ')} samples")
         ax.set_xlabel("v₁")
         ax.set_ylabel("v₂")
     fig.suptitle("Metric-weighted Laplacian eigenmaps of latent samples")
@@ -204,8 +148,8 @@ def _eigenmaps(plt, keep, path, k_neighbours=10):
     plt.close(fig)
 
 
-def make_figures(cfg, keep, x_train, x_test, shape):
-    """Write all figures under ``cfg.out/figures``; return (paths, surrogate fidelity)."""
+def make_figures(cfg, keep, shape):
+    """Write all figures under ``cfg.out/figures``; return their paths relative to ``out``."""
     plt = _plt()
     fig_dir = os.path.join(cfg.out, "figures")
     os.makedirs(fig_dir, exist_ok=True)
@@ -222,6 +166,6 @@ def make_figures(cfg, keep, x_train, x_test, shape):
         _latent_volume(plt, cfg, keep, full["latent_volume"])
         _interpolations(plt, keep, shape, cfg.transform, full["interpolations"])
         _samples(plt, keep, full["samples"])
-        fidelity = _fidelity(plt, keep, x_train, x_test, full["surrogate_fidelity"])
+        _fidelity(plt, keep, full["surrogate_fidelity"])
         _eigenmaps(plt, keep, full["eigenmaps"])
-    return paths, fidelity
+    return paths

@@ -191,9 +191,11 @@ class FisherManifold(HermitianManifold):
         """
         B, m = u.shape
         tangents = torch.eye(m, dtype=u.dtype, device=u.device).unsqueeze(1).expand(m, B, m)
-        params, dparams = vmap(lambda t: jvp(self._params_of_real, (u,), (t,)), out_dims=(None, 0))(
-            tangents
-        )
+        # out_dims=0 for the primal too (then its first copy): it does not depend on the
+        # tangent, but under an enclosing transform (e.g. vmap(hessian(energy)) of a geodesic
+        # solver) vmap sees it as batched, and out_dims=None would be refused.
+        params, dparams = vmap(lambda t: jvp(self._params_of_real, (u,), (t,)))(tangents)
+        params = tuple(p[0] for p in params)
         if type(self.likelihood) is ComplexGaussian:
             return _complex_gaussian_fisher(params, dparams, B)
         lead = params[0].ndim
