@@ -70,6 +70,7 @@ def _train(cfg, variant, seed, x, D):
         seed=seed,
         regulariser=reg,
         checkpoint_path=ckpt,
+        data_transform=cfg.transform,
         progress=cfg.progress,
     )
     history = Trainer(model, x, tc).fit()
