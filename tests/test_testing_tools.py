@@ -33,6 +33,7 @@ from kahlergeom.testing import (
     assert_hermitian,
     assert_kahler,
     assert_psh,
+    complex_arrays,
     default_tolerance,
     hermitian_pd_matrices,
     points,
@@ -397,3 +398,21 @@ def test_settings_profiles_have_no_deadline():
     for name in ("kahlergeom", "kahlergeom-ci"):
         assert _hyp_settings.get_profile(name).deadline is None
     assert _hyp_settings.get_profile("kahlergeom-ci").derandomize
+
+
+@pytest.mark.parametrize(
+    "build, match",
+    [
+        (lambda: complex_arrays((2,), scale=-1.0), "scale must be a number > 0"),
+        (lambda: complex_arrays((2, -1)), "shape must be a tuple of integers >= 0"),
+        (lambda: complex_arrays("ab"), "shape must be a tuple of integers >= 0"),
+        (lambda: points(2, scale=0.0), "scale must be a number > 0"),
+        (lambda: points(2, radius=1.0, margin=1.5), r"margin must be a number in \[0, 1\)"),
+        (lambda: points(2, dtype=torch.float32), "dtype must be torch.complex64"),
+        (lambda: unitary_matrices(0), "n must be an integer >= 1"),
+        (lambda: hermitian_pd_matrices(2.5), "n must be an integer >= 1"),
+    ],
+)
+def test_strategy_options_validated(build, match):
+    with pytest.raises(ValueError, match=match):
+        build()

@@ -124,6 +124,7 @@ def _train(cfg, arm, seed, x, D, surrogate=None):
         seed=seed,
         regulariser=reg,
         checkpoint_path=os.path.join(cfg.out, "checkpoints", f"{arm}-seed{seed}.pt"),
+        data_transform=cfg.transform,
         progress=cfg.progress,
     )
     history = Trainer(model, x, tc).fit()

@@ -52,7 +52,13 @@ def complex_arrays(shape, *, scale: float = 2.0, dtype=torch.complex128):
     Returns a strategy of complex torch tensors (``dtype``, CPU).
     """
     _check_complex_dtype(dtype)
-    shape = tuple(shape)
+    try:
+        shape = tuple(int(d) for d in shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"shape must be a tuple of integers >= 0; got {shape!r}.") from None
+    if any(d < 0 for d in shape):
+        raise ValueError(f"shape must be a tuple of integers >= 0; got {shape!r}.")
+    scale = _check_positive(scale, "scale")
     floats = st.floats(
         -scale, scale, allow_nan=False, allow_infinity=False, allow_subnormal=False, width=64
     )
@@ -83,8 +89,11 @@ def points(
     """
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be an integer >= 1; got {n!r}.")
-    if radius is not None and not radius > 0:
+    if radius is not None and not (isinstance(radius, int | float) and radius > 0):
         raise ValueError(f"radius must be > 0 or None; got {radius!r}.")
+    _check_complex_dtype(dtype)
+    _check_positive(scale, "scale")
+    _check_margin(margin)
     shape = (*tuple(batch), n)
     raw = complex_arrays(shape, scale=scale, dtype=torch.complex128)
     if radius is None:
@@ -112,6 +121,7 @@ def points(
 
 def unitary_matrices(n: int, *, dtype=torch.complex128):
     """Unitary n×n matrices: Q of the QR decomposition of a drawn complex matrix (phases fixed)."""
+    _check_n(n)
     _check_complex_dtype(dtype)
 
     def to_unitary(A):
@@ -131,6 +141,7 @@ def hermitian_pd_matrices(
 
     The spectrum bounds keep the condition number ≤ max_eig / min_eig.
     """
+    _check_n(n)
     _check_complex_dtype(dtype)
     if not 0 < min_eig <= max_eig:
         raise ValueError(f"need 0 < min_eig <= max_eig; got {min_eig!r}, {max_eig!r}.")
