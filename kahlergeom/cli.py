@@ -216,6 +216,7 @@ def _cmd_demo(a):
         progress=not a.quiet,
         figures=not a.no_figures,
         threads=a.threads,
+        jobs=a.jobs,
         **{k: v for k, v in sized.items() if v is not None},
     )
     run_demo(cfg)
@@ -453,7 +454,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--full",
         action="store_true",
-        help="the larger preset of docs/does-it-work.md (10 seeds, latent C^4, 60 epochs)",
+        help="the larger preset of docs/does-it-work.md (10 seeds, latent C^4, two β)",
+    )
+    p.add_argument(
+        "--jobs",
+        type=_int_at_least(1),
+        default=1,
+        help="run the seeds in this many worker processes (one torch thread each)",
     )
     p.add_argument("--no-figures", action="store_true", help="skip the figures")
     p.add_argument("--quiet", action="store_true", help="no progress output")
@@ -468,9 +475,9 @@ def build_parser() -> argparse.ArgumentParser:
         hidden=None,
     )
     helps = {
-        "epochs": "training epochs (default: 30; --full: 60; --quick: 3)",
+        "epochs": "training epochs (default: 30; --quick: 3)",
         "latent_dim": "complex latent dimension n (default: 2; --full: 4)",
-        "hidden": "hidden layer widths, comma-separated (default: 64; --full: 128)",
+        "hidden": "hidden layer widths, comma-separated (default: 64)",
     }
     for action in p._actions:
         if action.dest in helps:

@@ -65,6 +65,7 @@ class DemoConfig:
     progress: bool = True
     figures: bool = True
     threads: int | None = 1  # small matrices: one thread is fastest on CPU
+    jobs: int = 1  # seeds run in this many worker processes
 
     def __post_init__(self):
         if len(self.seeds) < 2:
@@ -76,23 +77,23 @@ class DemoConfig:
         for name in ("fit_points", "fit_steps", "fit_ridges", "n_pairs", "n_samples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}.")
+        if self.jobs < 1:
+            raise ValueError(f"jobs must be >= 1; got {self.jobs}.")
         if self.path_points < 3:
             raise ValueError(f"path_points must be >= 3; got {self.path_points}.")
 
     @classmethod
     def full(cls, **overrides) -> DemoConfig:
-        """The ``--full`` preset: 10 seeds, latent C⁴, longer training, more pairs and samples."""
+        """The ``--full`` preset: 10 seeds, latent C⁴, two β, larger surrogate, more pairs and
+        samples (same network and training as the default)."""
         base = cls(
             seeds=tuple(range(10)),
             latent_dim=4,
-            hidden=(128,),
-            epochs=60,
             betas=(0.5, 1.0),
             fit_points=800,
             fit_steps=800,
             fit_ridges=128,
-            n_pairs=12,
-            path_points=16,
+            n_pairs=10,
             n_samples=512,
         )
         return replace(base, **overrides)
@@ -251,64 +252,114 @@ def _evaluate(cfg, model, seed, x_test, labels_test, shape, scorer, surrogate=No
     return out, extras
 
 
+@dataclass
+class _Prepared:
+    shape: tuple
+    x_train: torch.Tensor
+    x_test: torch.Tensor
+    labels_test: np.ndarray
+    scorer: OutlierScorer
+    description: str
+
+
+def _prepare(cfg: DemoConfig) -> _Prepared:
+    data = load_dataset(cfg.data)
+    if data.labels is None:
+        raise ValueError("data: the demo needs labelled images (for the outlier classifier).")
+    train, test = data.split(0.2, seed=0)
+    return _Prepared(
+        shape=train.shape,
+        x_train=to_complex(train.images, cfg.transform, torch.complex128),
+        x_test=to_complex(test.images, cfg.transform, torch.complex128),
+        labels_test=test.labels,
+        scorer=OutlierScorer(train.images, train.labels),
+        description=f"data {data.name}: {len(train)} train / {len(test)} test images of "
+        f"{train.shape}",
+    )
+
+
+def _run_seed(cfg: DemoConfig, seed: int, prep: _Prepared, keep_models: bool):
+    """The three arms of one seed: ``({arm: metrics}, {arm: (model, extras)} or None)``."""
+    out, keep, surrogate = {}, {}, None
+    D = prep.x_train.shape[1]
+    for k, arm in enumerate(ARMS, 1):
+        tag = f"seed {seed} [{k}/{len(ARMS)}]"
+        t0 = time.perf_counter()
+        _log(cfg, f"{tag}: training {ARM_LABELS[arm]}")
+        model, history = _train(cfg, arm, seed, prep.x_train, D, surrogate)
+        metrics = {"train_seconds": time.perf_counter() - t0}
+        if arm == "baseline":
+            _log(cfg, f"{tag}: fitting the Kähler surrogate")
+            surrogate, fit_info = _fit_surrogate(cfg, model, prep.x_train, prep.x_test, seed)
+            metrics.update(fit_info)
+        _log(cfg, f"{tag}: measuring {arm} (paths, sampling)")
+        with torch.no_grad():
+            test_elbo = float(model.elbo(prep.x_test, torch.Generator().manual_seed(seed)).mean())
+        m, extras = _evaluate(
+            cfg,
+            model,
+            seed,
+            prep.x_test,
+            prep.labels_test,
+            prep.shape,
+            prep.scorer,
+            surrogate if arm == "baseline" else None,
+        )
+        metrics.update(m, final_train_elbo=history.elbo[-1], test_elbo=test_elbo)
+        out[arm] = metrics
+        if keep_models:
+            keep[arm] = (model, extras)
+    return out, (keep if keep_models else None)
+
+
+def _seed_worker(cfg: DemoConfig, seed: int, keep_models: bool):
+    """One seed in a worker process (``jobs > 1``): its own data, one torch thread."""
+    torch.set_num_threads(cfg.threads or 1)
+    return _run_seed(replace(cfg, progress=False), seed, _prepare(cfg), keep_models)
+
+
 def run_demo(cfg: DemoConfig | None = None) -> dict:
-    """Run the whole demo; returns the results dict (also written to ``out/results.json``)."""
+    """Run the whole demo; returns the results dict (also written to ``out/results.json``).
+
+    With ``cfg.jobs > 1`` the seeds run in that many worker processes (spawned, one torch
+    thread each); the results are the same as in one process (every seed is seeded on its own).
+    """
     cfg = cfg or DemoConfig()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     start = time.perf_counter()
     os.makedirs(cfg.out, exist_ok=True)
-    data = load_dataset(cfg.data)
-    if data.labels is None:
-        raise ValueError("data: the demo needs labelled images (for the outlier classifier).")
-    train, test = data.split(0.2, seed=0)
-    shape = train.shape
-    x_train = to_complex(train.images, cfg.transform, torch.complex128)
-    x_test = to_complex(test.images, cfg.transform, torch.complex128)
-    D = x_train.shape[1]
-    _log(cfg, f"data {data.name}: {len(train)} train / {len(test)} test images of {shape}")
-    scorer = OutlierScorer(train.images, train.labels)
-
-    results: dict = {"config": asdict(cfg)}
-    per_seed: dict = {arm: [] for arm in ARMS}
+    prep = _prepare(cfg)
+    _log(cfg, prep.description)
+    by_seed: dict = {}
     keep: dict = {}
-    n_jobs = len(cfg.seeds) * len(ARMS)
-    done = 0
-    for seed in cfg.seeds:
-        surrogate = None
-        for arm in ARMS:
-            done += 1
-            t0 = time.perf_counter()
-            _log(cfg, f"[{done}/{n_jobs}] seed {seed}: training {ARM_LABELS[arm]}")
-            model, history = _train(cfg, arm, seed, x_train, D, surrogate)
-            metrics = {"train_seconds": time.perf_counter() - t0}
-            if arm == "baseline":
-                _log(cfg, f"[{done}/{n_jobs}] seed {seed}: fitting the Kähler surrogate")
-                surrogate, fit_info = _fit_surrogate(cfg, model, x_train, x_test, seed)
-                metrics.update(fit_info)
-            _log(cfg, f"[{done}/{n_jobs}] seed {seed}: measuring {arm} (paths, sampling)")
-            with torch.no_grad():
-                test_elbo = float(model.elbo(x_test, torch.Generator().manual_seed(seed)).mean())
-            m, extras = _evaluate(
-                cfg,
-                model,
-                seed,
-                x_test,
-                test.labels,
-                shape,
-                scorer,
-                surrogate if arm == "baseline" else None,
-            )
-            metrics.update(m, final_train_elbo=history.elbo[-1], test_elbo=test_elbo)
-            per_seed[arm].append(metrics)
-            if seed == cfg.seeds[0]:
-                keep[arm] = (model, extras)
-    results["per_seed"] = per_seed
+    first = cfg.seeds[0]
+    if cfg.jobs > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=cfg.jobs, mp_context=ctx) as pool:
+            futures = {
+                pool.submit(_seed_worker, cfg, seed, seed == first and cfg.figures): seed
+                for seed in cfg.seeds
+            }
+            for fut in as_completed(futures):
+                seed = futures[fut]
+                by_seed[seed], kept = fut.result()
+                keep = kept or keep
+                _log(cfg, f"seed {seed} done ({len(by_seed)}/{len(cfg.seeds)})")
+    else:
+        for seed in cfg.seeds:
+            by_seed[seed], kept = _run_seed(cfg, seed, prep, seed == first and cfg.figures)
+            keep = kept or keep
+    results: dict = {"config": asdict(cfg)}
+    results["per_seed"] = {arm: [by_seed[s][arm] for s in cfg.seeds] for arm in ARMS}
     if cfg.figures:
         from kahlergeom.demo._figures import make_figures
 
         _log(cfg, "figures")
-        results["figures"] = make_figures(cfg, keep, shape)
+        results["figures"] = make_figures(cfg, keep, prep.shape)
     results["total_seconds"] = time.perf_counter() - start
     from kahlergeom.demo._report import write_report
 
