@@ -193,6 +193,7 @@ def test_early_stopping_keeps_the_best_validation_parameters():
         steps=3000,
         eval_every=10,
         patience=3,
+        logdet_weight=0.0,  # the recomputed validation loss below is the Frobenius term
         progress=False,
     )
     assert fit.stopped_early
@@ -432,3 +433,21 @@ def test_trainer_regulariser_with_a_fitted_surrogate():
         GeometricRegulariser(surrogate=fit.potential)
     with pytest.raises(ValueError, match="surrogate must be a KahlerPotential with a closed-form"):
         GeometricRegulariser(metric="fitted", surrogate=_NoClosedForm(fit.potential))
+
+
+@given(seeds)
+def test_default_fit_is_psd_with_floor_for_any_seed(seed):
+    _, z, G = planted(N=40, seed=seed % 1000)
+    fit = fit_kahler(z, G, seed=seed, steps=5, eval_every=5, progress=False)
+    far = 100 * torch.randn(30, 3, dtype=C128, generator=torch.Generator().manual_seed(seed))
+    for pts in (z, far):
+        lam = torch.linalg.eigvalsh(fit.potential.levi(pts))[..., 0]
+        assert bool((lam >= 0.999 * float(fit.params["eps"])).all())
+    assert float(fit.params["eps"]) > 0
+    assert math.isfinite(fit.fidelity.median_rel_error) and fit.fidelity.psd_rate == 1.0
+
+
+def test_progress_bar_runs(capsys):
+    _, z, G = planted(N=40)
+    fit = fit_kahler(z, G, steps=4, eval_every=2, progress=True)
+    assert len(fit.history.step) == 2

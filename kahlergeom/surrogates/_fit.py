@@ -323,6 +323,7 @@ def fit_kahler(
     cdtype = points.dtype
     if fit_dtype is not None:
         cdtype = torch.complex64 if fit_dtype == torch.float32 else torch.complex128
+    out_points, out_metrics = points.detach(), metrics.detach().to(points.dtype)
     points = points.detach().to(cdtype)
     metrics = metrics.detach().to(cdtype)
     if val_points is None:
@@ -335,14 +336,16 @@ def fit_kahler(
         perm = torch.randperm(N, generator=gen)
         vi, ti = perm[:n_val], perm[n_val:]
         val_points, val_metrics = points[vi], metrics[vi]
+        fid_points, fid_metrics = out_points[vi], out_metrics[vi]
         points, metrics = points[ti], metrics[ti]
         validation = "split"
     else:
         val_points, val_metrics = _check_data(
             val_points, val_metrics, "val_points", "val_metrics", n
         )
-        val_points = val_points.detach().to(points.dtype)
-        val_metrics = val_metrics.detach().to(points.dtype)
+        fid_points = val_points.detach().to(out_points.dtype)
+        fid_metrics = val_metrics.detach().to(out_points.dtype)
+        val_points, val_metrics = fid_points.to(points.dtype), fid_metrics.to(points.dtype)
         validation = "given"
 
     trainable, buffers = family.init(points, metrics, gen)
@@ -423,9 +426,8 @@ def fit_kahler(
             bar.close()
     params = {k: v.to(out_real) for k, v in {**best[1], **buffers}.items()}
     potential = family.potential(params)
-    cout = torch.complex128 if out_real == torch.float64 else torch.complex64
-    with torch.no_grad():
-        fidelity = compare_metrics(potential.levi(val_points.to(cout)), val_metrics.to(cout))
+    with torch.no_grad():  # in the points' own precision, against the metrics as given
+        fidelity = compare_metrics(potential.levi(fid_points), fid_metrics)
     return KahlerFit(
         potential=potential,
         family=family,
