@@ -67,3 +67,33 @@ def test_claim_verdict(verdicts, expected):
 def test_config_errors(kw, match):
     with pytest.raises(ValueError, match=match):
         DemoConfig(**kw)
+
+
+def test_energy_paths_are_discrete_geodesics():
+    """Flat metric: the straight segment exactly. Fubini–Study: √E approaches the closed-form
+    distance arccos(|1 + z̄·w| / √((1+|z|²)(1+|w|²))) from above as the path is refined."""
+    import torch
+
+    import kahlergeom as kg
+    from kahlergeom.demo._paths import energy_paths, path_energy, straight_paths
+
+    g = torch.Generator().manual_seed(0)
+    z = 0.6 * torch.randn(4, 2, dtype=torch.complex128, generator=g)
+    w = 0.6 * torch.randn(4, 2, dtype=torch.complex128, generator=g)
+    flat = kg.KahlerManifold(kg.potentials.Flat(2))
+    p, e, ok = energy_paths(flat.metric_field, z, w, 8)
+    assert bool(ok.all())
+    assert torch.allclose(p, straight_paths(z, w, 8), atol=1e-8)
+    assert torch.allclose(e, (z - w).abs().square().sum(-1), rtol=1e-10)
+    fs = kg.KahlerManifold(kg.potentials.FubiniStudy(2))
+    inner = (1 + (z.conj() * w).sum(-1)).abs()
+    d = torch.arccos(
+        inner / ((1 + z.abs().square().sum(-1)) * (1 + w.abs().square().sum(-1))).sqrt()
+    )
+    errs = []
+    for K in (8, 32):
+        p, e, ok = energy_paths(fs.metric_field, z, w, K, max_iter=500)
+        assert bool(ok.all())
+        assert bool((e <= path_energy(fs.metric_field, straight_paths(z, w, K)) + 1e-12).all())
+        errs.append(float((e.sqrt() / d - 1).abs().max()))
+    assert errs[1] < 2e-3 and errs[1] < errs[0]

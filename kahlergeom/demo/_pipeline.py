@@ -60,7 +60,7 @@ class DemoConfig:
     fit_ridges: int = 64
     n_pairs: int = 6
     path_points: int = 12
-    path_iterations: int = 100
+    path_iterations: int = 200
     n_samples: int = 256
     progress: bool = True
     figures: bool = True

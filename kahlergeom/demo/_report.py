@@ -204,7 +204,8 @@ def write_report(cfg, results: dict) -> tuple[str, str]:
     lines[9:9] = (
         ["## Verdicts", ""]
         + [
-            f"- “{w}”: **{v}** ({vs.count('supported')}/{len(vs)} measurements support it)"
+            f"- “{w}”: **{v}** (of {len(vs)} measurements: {vs.count('supported')} support it, "
+            f"{vs.count('contradicted')} contradict it, {vs.count('inconclusive')} inconclusive)"
             for w, v, vs in summary
         ]
         + [""]
@@ -216,7 +217,7 @@ def write_report(cfg, results: dict) -> tuple[str, str]:
         ("test_elbo", "test ELBO (higher is better)"),
         ("train_seconds", "training time (s)"),
         ("geodesic_seconds", "geodesic solves (s)"),
-        ("geodesic_unconverged", "share of geodesic solves not converged"),
+        ("geodesic_unconverged", "share of geodesic solves not converged (gradient not ÷1000)"),
         ("sampling_seconds", "volume sampling (s)"),
         ("sampling_failed", "share of sampling runs whose diagnostics failed"),
         ("fisher_energy_line", "Fisher path energy, straight line"),
