@@ -18,7 +18,6 @@ import torch
 
 from kahlergeom._linalg import from_real, to_real
 
-
 #: Gradient norm treated as zero, relative to max(1, energy): rounding level of float64 sums.
 _ROUNDING = 1e-10
 
