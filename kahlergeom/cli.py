@@ -160,6 +160,17 @@ def _add_data_args(p, *, from_checkpoint: bool):
         )
 
 
+def _add_checkpoint_args(p):
+    p.add_argument("checkpoint", help="a checkpoint written by 'kahlergeom train'")
+    _add_data_args(p, from_checkpoint=True)
+
+
+def _add_points_arg(p):
+    p.add_argument(
+        "--points", type=_int_at_least(1), default=200, help="number of data points (>= 1)"
+    )
+
+
 def _add_model_args(p):
     _add_data_args(p, from_checkpoint=False)
     p.add_argument(
@@ -521,11 +532,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Evaluate the decoder's Fisher metric at the encoder means of the first --points "
         "images and save {'z', 'metric'} with torch.save.",
     )
-    p.add_argument("checkpoint", help="a checkpoint written by 'kahlergeom train'")
-    _add_data_args(p, from_checkpoint=True)
-    p.add_argument(
-        "--points", type=_int_at_least(1), default=200, help="number of data points (>= 1)"
-    )
+    _add_checkpoint_args(p)
+    _add_points_arg(p)
     p.add_argument("--out", default="metric_field.pt", help="output file (torch.save)")
     p.add_argument(
         "--threads", type=_int_at_least(0), default=1, help="torch CPU threads (0: torch's choice)"
@@ -538,12 +546,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Print a table of the decoder's Fisher geometry at the encoder means of the first "
         "--points images: log det G, PSD rate, holomorphy and closedness residuals, curvature.",
     )
-    p.add_argument("checkpoint", help="a checkpoint written by 'kahlergeom train'")
-    _add_data_args(p, from_checkpoint=True)
+    _add_checkpoint_args(p)
     p.add_argument("--quiet", action="store_true", help="no progress output")
-    p.add_argument(
-        "--points", type=_int_at_least(1), default=200, help="number of data points (>= 1)"
-    )
+    _add_points_arg(p)
     p.set_defaults(func=_cmd_geometry)
 
     p = add(
@@ -552,8 +557,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Draw latents with density proportional to prior x (det G)^beta under the decoder's "
         "Fisher metric, decode them, and save {'latents', 'images'} to a .npz file.",
     )
-    p.add_argument("checkpoint", help="a checkpoint written by 'kahlergeom train'")
-    _add_data_args(p, from_checkpoint=True)
+    _add_checkpoint_args(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--n", type=_int_at_least(1), default=256, help="number of samples")
     p.add_argument(

@@ -22,6 +22,12 @@ def _plt():
     return plt
 
 
+def _save(plt, fig, path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def _grid_image(images: np.ndarray, rows: int, cols: int) -> np.ndarray:
     h, w = images.shape[1:]
     canvas = np.ones((rows * (h + 1) - 1, cols * (w + 1) - 1))
@@ -65,9 +71,7 @@ def _latent_volume(plt, cfg, keep, path):
         ax.set_xlabel("Re z₁")
         ax.set_ylabel("Im z₁")
         ax.legend(loc="lower right", fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def _interpolations(plt, keep, shape, transform, path):
@@ -88,9 +92,7 @@ def _interpolations(plt, keep, shape, transform, path):
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle("Decoded interpolations: straight line vs geodesic (same endpoints)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def _samples(plt, keep, path):
@@ -105,9 +107,7 @@ def _samples(plt, keep, path):
         ax.set_title(name.replace("_", " "), fontsize=9)
         ax.axis("off")
     fig.suptitle("Decoded samples (baseline model, first seed)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def _fidelity(plt, keep, path):
@@ -124,9 +124,7 @@ def _fidelity(plt, keep, path):
     ax.set_xlabel("log det G, exact Fisher")
     ax.set_ylabel("log det G, fitted Kähler surrogate")
     ax.set_title("Surrogate fidelity at test codes")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def _eigenmaps(plt, keep, path):
@@ -143,9 +141,7 @@ def _eigenmaps(plt, keep, path):
         ax.set_xlabel("v₁")
         ax.set_ylabel("v₂")
     fig.suptitle("Metric-weighted Laplacian eigenmaps of latent samples")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def make_figures(cfg, keep, shape):
