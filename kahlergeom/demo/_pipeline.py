@@ -128,7 +128,7 @@ def _evaluate(cfg, model, seed, x_test, labels_test, shape, scorer):
             cfg.n_samples,
             log_prior=ComplexNormal(cfg.latent_dim),
             beta=1.0,
-            method=MALA(n_chains=min(32, cfg.n_samples), burn_in=400, thin=5),
+            method=MALA(n_chains=min(32, cfg.n_samples), burn_in=400, thin=5, start="prior"),
             seed=seed,
         )
     sample_time = time.perf_counter() - t0
