@@ -875,3 +875,14 @@ def test_bench_sampling_quick_runs(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "| FS n=1 | default | 4 |" in out.read_text()
+
+
+def test_memory_diagnostic_on_correlated_and_independent_pairs():
+    from kahlergeom.sampling._mcmc import start_memory
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(2000, 2, dtype=torch.float64, generator=g)
+    b = torch.randn(2000, 2, dtype=torch.float64, generator=g)
+    assert start_memory(a, b) < 4 / math.sqrt(2000)  # independent: sampling noise only
+    assert start_memory(a, 0.8 * a + 0.6 * b) > 0.7  # corr 0.8 in each coordinate
+    assert math.isnan(start_memory(a[:2], b[:2]))

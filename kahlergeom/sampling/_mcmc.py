@@ -278,7 +278,7 @@ class MCMCSampler(Sampler):
             n_divergent=n_div,
             n_transitions=n_draws * thin * C,
             rhat=float(split_rhat(trace).max()),
-            memory=start_memory(u_start, draws[0]),
+            memory=start_memory(u_start, draws[0]) if C >= 3 else None,
         )
 
 
