@@ -236,7 +236,7 @@ def figure(rows, path):
             else:
                 ax.axis("off")
             ax.tick_params(labelsize=6)
-    fig.suptitle("KS p-values over seeds (uniform if the sampler is exact; dashed: expected)")
+    fig.suptitle("KS p-values over seeds (flat if exact; dashed: expected)", fontsize=9)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

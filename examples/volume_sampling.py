@@ -37,13 +37,10 @@ def random_decoder(seed: int, D: int = 16):
 def main() -> None:
     args = parse_args("volume_sampling", __doc__)
     n_samples = 400 if args.quick else 4000
-    burn_in = 100 if args.quick else 1500
-    thin = 1 if args.quick else 4
-    min_ess = 20 if args.quick else 100  # diagnostics threshold (SamplingWarning below it)
-    mala = kg.sampling.MALA(burn_in=burn_in, thin=thin)
 
     fs = kg.KahlerManifold(kg.potentials.FubiniStudy(1))
-    res = kg.sampling.sample_volume(fs, n_samples, method=mala, seed=args.seed, min_ess=min_ess)
+    # Default method: SIR with a heavy-tailed proposal fitted to the target (docs/sampling.md).
+    res = kg.sampling.sample_volume(fs, n_samples, seed=args.seed)
     t = (res.samples.abs().square() / (1 + res.samples.abs().square()))[:, 0]
     ts = torch.sort(t).values
     k = torch.arange(1, len(ts) + 1, dtype=ts.dtype) / len(ts)
@@ -55,9 +52,7 @@ def main() -> None:
 
     M = kg.FisherManifold(random_decoder(args.seed), n=1)
     prior = kg.sampling.ComplexNormal(1)
-    res2 = kg.sampling.sample_volume(
-        M, n_samples, log_prior=prior, method=mala, seed=args.seed, min_ess=min_ess
-    )
+    res2 = kg.sampling.sample_volume(M, n_samples, log_prior=prior, seed=args.seed)
     s = res2.samples[:, 0]
     print(
         f"decoder: {len(s)} samples, mean |z| = {s.abs().mean().item():.3f}, "

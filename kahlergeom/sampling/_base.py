@@ -128,8 +128,9 @@ class SamplingResult:
         log_weights: normalised log importance weights ``(n_proposals,)`` (SIR only).
         tail_index: Hill tail index of the importance weights (importance samplers; above 1/2
             their variance is infinite).
-        memory: largest rank correlation between the chains' start and their kept draw, over
-            the real coordinates and log(1 + |z|²) (MCMC with one draw per chain).
+        memory: largest |rank correlation| between the chains' starts and their first kept
+            draws, over the real coordinates and log(1 + |z|²) (MCMC with at least 3 chains;
+            the check that backs ESS = number of chains when each keeps one draw).
         failures: the failed diagnostics, name → reason (``"ess"``, ``"acceptance"``,
             ``"rhat"``, ``"divergences"``, ``"tail"``, ``"memory"``, ...); empty when fine.
         messages: the reasons of ``failures`` (also emitted as `SamplingWarning`).

@@ -17,12 +17,15 @@ from kahlergeom._checks import check_points, check_positive_int
 from kahlergeom._linalg import complex_normal_sample, from_real, to_real
 from kahlergeom.sampling._base import LogTarget, Sampler, SamplingResult
 from kahlergeom.sampling._diagnostics import effective_sample_size, split_rhat
+from kahlergeom.sampling._sir import SIR, SIR_MIN_PROPOSALS
 
 #: Initial step size ε when none is given; dual averaging moves it within a few dozen steps.
 DEFAULT_STEP_SIZE = 0.1
 #: Default starting points are shrunk by halving the CN(0, σ²I) scale at most this many times
 #: (2^-30 ≈ 1e-9: a domain that contains no point that close to 0 needs an explicit init).
 INIT_SHRINK_TRIES = 30
+#: Default starts are resampled from this many proposals per chain (see `initial_states`).
+START_PROPOSALS_PER_CHAIN = 20
 #: The split-R̂ trace keeps at most this many iterations (memory n_chains × window).
 RHAT_WINDOW = 2000
 #: An HMC trajectory whose energy error exceeds this is counted as divergent (its acceptance
@@ -82,9 +85,13 @@ def _progress(total: int, enabled: bool, desc: str):
     return tqdm(total=total, desc=desc, leave=False)
 
 
-def initial_states(target: LogTarget, init, n_chains: int, generator, name="init"):
-    """Starting points ``(C, 2n)`` with finite ℓ: from ``init`` or drawn (prior or CN(0, σ²I),
-    σ halved until every chain starts inside the domain)."""
+def initial_states(
+    target: LogTarget, init, n_chains: int, generator, name="init", start="importance"
+):
+    """Starting points ``(C, 2n)`` with finite ℓ: from ``init``, or drawn: ``start =
+    "importance"`` resamples them from the fitted heavy-tailed proposal of `SIR` (close to the
+    target; falls back to "prior" when no proposal can be fitted), ``"prior"`` draws from the
+    prior or CN(0, σ²I), σ halved until every chain starts inside the domain."""
     n, dtype, prior = target.n, target.dtype, target.prior
     if init is not None:
         check_points(init, n, name)
@@ -107,6 +114,16 @@ def initial_states(target: LogTarget, init, n_chains: int, generator, name="init
                 f"at chain {bad}: {z0[bad].detach().cpu().numpy()}."
             )
         return u0
+    if start == "importance":
+        try:
+            z = SIR(n_proposals=max(START_PROPOSALS_PER_CHAIN * n_chains, SIR_MIN_PROPOSALS))
+            u = to_real(z.run(target, n_chains, generator=generator).samples)
+        except ValueError:  # no proposal could be fitted (domain far from 0, ...)
+            u = None
+        if u is not None:
+            _, _, ok = target(u, u)
+            if bool(ok.all()):
+                return u
     u = None
     ok = torch.zeros(n_chains, dtype=torch.bool)
     scale = 1.0
@@ -169,11 +186,20 @@ class MCMCSampler(Sampler):
             which the ``memory`` diagnostic (start/end rank correlation) checks.
         burn_in: iterations discarded per chain (the adaptation happens here).
         thin: keep every ``thin``-th iteration after burn-in.
+        start: where chains start without ``init``: ``"importance"`` (default) resamples
+            the starts from SIR's fitted heavy-tailed proposal, so the chains start near the
+            target and burn-in only has to remove the residual importance-sampling error (from
+            the prior, MALA had not filled the ball's singular boundary layer after 500
+            iterations: KS of the p-values 0.001 over 10 seeds); ``"prior"``: the prior if
+            sampleable, else CN(0, σ²I) shrunk into the domain.
     """
 
     uses_init = True
 
-    def __init__(self, step_size, adapt, target_accept, n_chains, burn_in, thin):
+    def __init__(self, step_size, adapt, target_accept, n_chains, burn_in, thin, start):
+        if start not in ("importance", "prior"):
+            raise ValueError(f"start must be 'importance' or 'prior'; got {start!r}.")
+        self.start = start
         self.step_size = _check_step(step_size)
         if not adapt and self.step_size is None:
             raise ValueError("step_size must be given when adapt=False.")
@@ -194,7 +220,7 @@ class MCMCSampler(Sampler):
 
     def run(self, target, n_samples, *, generator, init=None, progress=False):
         C = self.n_chains if self.n_chains is not None else n_samples
-        u = initial_states(target, init, C, generator)
+        u = initial_states(target, init, C, generator, start=self.start)
         u_start = u.clone()
         n_draws = -(-n_samples // C)
         burn_in, thin = self.burn_in, self.thin
@@ -252,7 +278,7 @@ class MCMCSampler(Sampler):
             n_divergent=n_div,
             n_transitions=n_draws * thin * C,
             rhat=float(split_rhat(trace).max()),
-            memory=start_memory(u_start, draws[0]),
+            memory=start_memory(u_start, draws[0]) if C >= 3 else None,
         )
 
 
@@ -272,8 +298,8 @@ class MALA(MCMCSampler):
 
     def __init__(self, step_size: float | None = None, *, adapt: bool = True,
                  target_accept: float = 0.574, n_chains: int | None = None, burn_in: int = 500,
-                 thin: int = 1):  # fmt: skip
-        super().__init__(step_size, adapt, target_accept, n_chains, burn_in, thin)
+                 thin: int = 1, start: str = "importance"):  # fmt: skip
+        super().__init__(step_size, adapt, target_accept, n_chains, burn_in, thin, start)
 
     def transition(self, target, u, lp, g, eps, generator):
         xi = torch.randn(u.shape, generator=generator, dtype=u.dtype)
@@ -308,8 +334,9 @@ class HMC(MCMCSampler):
 
     def __init__(self, step_size: float | None = None, n_leapfrog: int = 10, *,
                  adapt: bool = True, target_accept: float = 0.65, jitter: float = 0.1,
-                 n_chains: int | None = None, burn_in: int = 500, thin: int = 1):  # fmt: skip
-        super().__init__(step_size, adapt, target_accept, n_chains, burn_in, thin)
+                 n_chains: int | None = None, burn_in: int = 500, thin: int = 1,
+                 start: str = "importance"):  # fmt: skip
+        super().__init__(step_size, adapt, target_accept, n_chains, burn_in, thin, start)
         self.n_leapfrog = check_positive_int(n_leapfrog, "n_leapfrog")
         if not (isinstance(jitter, numbers.Real) and 0 <= jitter < 1):
             raise ValueError(f"jitter must be a number in [0, 1); got {jitter!r}.")
