@@ -105,10 +105,23 @@ def geodesic_rhs(manifold, transport: bool = False, *, traceable: bool = True) -
     return f
 
 
+#: A state (position or velocity) larger than eps^ESCAPE_EXPONENT of its dtype (6.7e7 in float64)
+#: is treated as outside the domain: the trajectory is running to infinity in the chart (e.g.
+#: through the hyperplane at infinity of a Fubini–Study chart) or out of the floating-point
+#: range, and an adaptive integrator would otherwise spend thousands of steps approaching it.
+ESCAPE_EXPONENT = -0.5
+
+
 def inside_fn(manifold) -> Callable:
-    """``y ↦ manifold.contains(z)`` for states ``(B, 4n|6n)``, bool ``(B,)``."""
+    """``y ↦ manifold.contains(z) & (|(z, ż)| < eps^ESCAPE_EXPONENT)``, bool ``(B,)``."""
     n = manifold.n
-    return lambda y: manifold.contains(from_real(y[..., : 2 * n]))
+
+    def inside(y):
+        bound = torch.finfo(y.dtype).eps ** ESCAPE_EXPONENT
+        small = y[..., : 4 * n].abs().amax(-1) < bound
+        return manifold.contains(from_real(y[..., : 2 * n])) & small
+
+    return inside
 
 
 def variational_rhs(f: Callable, d: int, m: int) -> Callable:
