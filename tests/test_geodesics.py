@@ -671,6 +671,7 @@ def test_conjugate_point_detected_on_long_arc(gen):
     del G
 
 
+@pytest.mark.slow
 def test_fs_issue_pair_short_arc():
     """The pair of issue 11: the default once returned the long arc π − d = 2.1306."""
     M = kg.KahlerManifold(FubiniStudy(1))

@@ -41,6 +41,12 @@ from kahlergeom.geodesics._results import LogResult
 
 #: A Newton step damped below this factor makes no progress: the pair is given up.
 MIN_DAMPING = 1e-6
+#: Trust region of shooting: a Newton step may change the initial velocity by at most this
+#: fraction of max(|v|, |w − z|) (real coordinates): beyond it the linear model is not trusted,
+#: and far trial trajectories (running off to infinity) are also the most expensive ones.
+MAX_STEP_RATIO = 0.5
+#: After two rejected Broyden steps in a row (damping below 1/4) the exact Jacobian is refreshed.
+REFRESH_DAMPING = 0.3
 #: Levenberg–Marquardt start: this fraction of the mean |diagonal| of the energy Hessian
 #: (close to a pure Newton step, scaled to the problem).
 INITIAL_DAMPING = 1e-4
@@ -146,13 +152,23 @@ class Shooting(GeodesicSolver):
         fresh = torch.ones(P, dtype=torch.bool, device=z.device)  # cert belongs to uv
         alpha = torch.ones(P, dtype=dtype, device=z.device)
         failed = ~torch.isfinite(rn)
+        scale = (uw - to_real(z)).norm(dim=-1)
         for _ in range(self.max_iter):
+            stale = (alpha < REFRESH_DAMPING) & ~fresh & (rn > tol) & ~failed
+            stale = stale.nonzero().squeeze(-1)
+            if stale.numel():  # Broyden lost its way: integrate the exact Jacobi fields again
+                fl_s = flow(manifold, z[stale], uv[stale], self.integrator, jacobian=True)
+                J[stale], cert[stale], fresh[stale] = fl_s.jacobian, fl_s.certified, True
+                alpha[stale] = 1.0
             active = (rn > tol) & ~failed
             if not bool(active.any()):
                 break
             idx = active.nonzero().squeeze(-1)
             delta, info = torch.linalg.solve_ex(J[idx], r[idx].unsqueeze(-1))
             step = -alpha[idx, None] * delta.squeeze(-1)
+            size = step.norm(dim=-1, keepdim=True)
+            cap = MAX_STEP_RATIO * torch.maximum(uv[idx].norm(dim=-1), scale[idx])[:, None]
+            step = step * (cap / size.clamp_min(torch.finfo(dtype).tiny)).clamp(max=1.0)
             uv_try = uv[idx] + step
             # Plain integration; the Jacobian is updated by Broyden's rank-one formula
             # J += (Δr − J Δu) Δuᵀ / |Δu|² (superlinear; the exact Jacobi fields are integrated
