@@ -253,7 +253,7 @@ def solve_log_core(manifold, z, w, solver, n_points, integrator) -> LogResult:
         length=r.length.reshape(batch),
         converged=r.converged.reshape(batch),
         residual=r.residual.reshape(batch),
-        candidate_lengths=r.candidate_lengths.reshape(*batch, -1),
+        candidate_lengths=r.candidate_lengths.reshape(*batch, r.candidate_lengths.shape[-1]),
         connection=r.connection,
         solver=r.solver,
         certified=r.certified.reshape(batch),
