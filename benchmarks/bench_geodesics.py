@@ -28,9 +28,9 @@ os.environ.setdefault("GEOMSTATS_BACKEND", "pytorch")
 
 import kahlergeom as kg  # noqa: E402
 from kahlergeom.geodesics import EnergyMinimisation  # noqa: E402
-from kahlergeom.manifolds import real_metric  # noqa: E402
+from kahlergeom._linalg import real_metric  # noqa: E402
 from kahlergeom.potentials import ComplexHyperbolic, FubiniStudy  # noqa: E402
-from kahlergeom.wirtinger import from_real, to_real  # noqa: E402
+from kahlergeom._linalg import from_real, to_real  # noqa: E402
 
 C128 = torch.complex128
 
