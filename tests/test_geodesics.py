@@ -706,3 +706,50 @@ def test_ball_certificate_is_global(ball2, gen):
     z, w = _ball_pairs(gen)
     r = geodesics.solve_log(ball2, z[:2], w[:2])
     assert r.certificate == "global" and bool(r.success.all())
+
+
+class HandWrittenFS(KahlerPotential):
+    """A user's potential: K = log(1 + |z|²) written by hand, no closed-form Levi matrix."""
+
+    def __call__(self, z):
+        return torch.log1p((z.real**2 + z.imag**2).sum(-1))
+
+
+def _disk_points(P, n, radius, g):
+    x = torch.randn(P, n, dtype=C128, generator=g)
+    r = radius * torch.rand(P, 1, dtype=torch.float64, generator=g) ** 0.5
+    return r * x / torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+
+
+def _oracle_sets(seed, P):
+    g = torch.Generator().manual_seed(seed)
+    z1, w1 = _disk_points(P, 1, 2.0, g), _disk_points(P, 1, 2.0, g)
+    zb, wb = _disk_points(P, 1, 0.8, g), _disk_points(P, 1, 0.8, g)
+    prod = kg.KahlerManifold(kg.potentials.Product([FubiniStudy(1), ComplexHyperbolic(1)]))
+    return [
+        ("fs", kg.KahlerManifold(FubiniStudy(1)), z1, w1, fs_dist(z1, w1)),
+        (
+            "fs x ball",
+            prod,
+            torch.cat([z1, zb], -1),
+            torch.cat([w1, wb], -1),
+            torch.sqrt(fs_dist(z1, w1) ** 2 + ball_dist(zb, wb) ** 2),
+        ),
+        ("user potential", kg.KahlerManifold(HandWrittenFS(1)), z1, w1, fs_dist(z1, w1)),
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1])
+def test_no_silently_wrong_lengths(seed):
+    """Random pairs up to |z| = 2 (FS, FS × ball, a user potential): every length returned as
+    success is within 1e-6 of the truth; the rest are flagged (status, NaN from dist)."""
+    n_ok = n_all = 0
+    for name, M, z, w, truth in _oracle_sets(seed, 6):
+        r = geodesics.solve_log(M, z, w)
+        ok = r.success
+        err = (r.length - truth).abs() / truth
+        assert bool((err[ok] <= 1e-6).all()), (name, err, r.status)
+        assert bool((r.status[~ok] != 1).all())
+        n_ok, n_all = n_ok + int(ok.sum()), n_all + ok.numel()
+    assert n_ok >= 0.9 * n_all, (n_ok, n_all)
