@@ -684,6 +684,20 @@ def test_fs_issue_pair_short_arc():
     torch.testing.assert_close(r.length, truth, rtol=1e-6, atol=0)
 
 
+@pytest.mark.slow
+def test_fs_near_antipodal_pair():
+    """z = 0.5, w = −2.002 (near the antipode, d ≈ π/2 − 4e-4): the long arc was returned."""
+    M = kg.KahlerManifold(FubiniStudy(1))
+    z = torch.tensor([[0.5 + 0j]], dtype=C128)
+    w = torch.tensor([[-2.002 + 0j]], dtype=C128)
+    r = geodesics.solve_log(M, z, w)
+    truth = fs_dist(z, w)
+    ok = r.success
+    # Either the right length, or flagged: never the long arc π − d as a success.
+    assert bool((~ok | ((r.length - truth).abs() <= 1e-6 * truth)).all()), (r.length, truth)
+    assert bool(ok.all()), r.status
+
+
 def test_ball_exp_far_is_flagged():
     """Ball, v = 50 from z = 0.1: the true end point lies beyond float64's reach: a failure."""
     B = kg.KahlerManifold(ComplexHyperbolic(1))
