@@ -243,6 +243,15 @@ def main():
     print()
     for name in ours:
         by = {r[1]: r for r in rows if r[0] == name}
+        st = by.get("stochman connecting_geodesic defaults")
+        if st is not None:
+            r = by["kahlergeom dist (batched)"]
+            met = r[3] <= 2 * st[3] and r[5] <= 1e-6
+            print(
+                f"{name}: kahlergeom dist takes {r[3] / st[3]:.1f}x stochman's default time per "
+                f"pair at max rel. err {r[5]:.1e} (issue 11 target: <= 2x at <= 1e-6 on every "
+                f"pair: {'met' if met else 'NOT met'})"
+            )
         gs = by["geomstats generic log"]
         for meth in (
             "kahlergeom dist (batched)",
