@@ -27,10 +27,9 @@ import torch
 os.environ.setdefault("GEOMSTATS_BACKEND", "pytorch")
 
 import kahlergeom as kg  # noqa: E402
+from kahlergeom._linalg import from_real, real_metric, to_real  # noqa: E402
 from kahlergeom.geodesics import EnergyMinimisation  # noqa: E402
-from kahlergeom._linalg import real_metric  # noqa: E402
 from kahlergeom.potentials import ComplexHyperbolic, FubiniStudy  # noqa: E402
-from kahlergeom._linalg import from_real, to_real  # noqa: E402
 
 C128 = torch.complex128
 
