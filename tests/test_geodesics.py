@@ -520,3 +520,250 @@ def test_unbatched_pair_gives_scalar_distance():
     assert M.exp(a, b).shape == (1,)
     assert M.log(a, b).shape == (1,)
     assert M.geodesic(a, b, 5).shape == (5, 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Structure: layering, extension points, validation (issue 9)
+# ---------------------------------------------------------------------------------------------
+def _imports_of(path):
+    import ast
+
+    tree = ast.parse(path.read_text())
+    out = set()
+    for node in ast.walk(tree):  # top-level and function-level imports alike
+        if isinstance(node, ast.ImportFrom) and node.module:
+            out.add(node.module)
+            out.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+    return out
+
+
+def test_geodesics_layering():
+    """geodesics never imports manifolds; _solvers → _bvp one way only."""
+    import pathlib
+
+    root = pathlib.Path(geodesics.__file__).parent
+    for path in root.glob("*.py"):
+        mods = _imports_of(path)
+        assert not any(m.startswith("kahlergeom.manifolds") for m in mods), path.name
+    assert not any("_solvers" in m for m in _imports_of(root / "_bvp.py"))
+    assert not any("_api" in m for m in _imports_of(root / "_solvers.py"))
+
+
+def test_public_names_and_abstract_bases():
+    exported = set(geodesics.__all__)
+    for internal in ("geodesic_rhs", "rk_fixed", "STATUS", "connection_of", "dopri5"):
+        assert internal not in exported
+    with pytest.raises(TypeError):
+        geodesics.Integrator()  # abstract: integrate is missing
+    with pytest.raises(TypeError):
+        geodesics.GeodesicSolver()
+    assert issubclass(geodesics.RK4, geodesics.Integrator)
+    assert issubclass(Dopri5, geodesics.Integrator)
+
+
+@pytest.mark.parametrize(
+    ("build", "name"),
+    [
+        (lambda: Dopri5(max_steps=2.5), "max_steps"),
+        (lambda: Dopri5(max_steps=0), "max_steps"),
+        (lambda: Dopri5(rtol=-1e-3), "rtol"),
+        (lambda: Dopri5(atol=0.0), "atol"),
+        (lambda: Dopri5(rtol=float("nan")), "rtol"),
+        (lambda: geodesics.RK4(steps=0), "steps"),
+        (lambda: Shooting(max_iter=-1), "max_iter"),
+        (lambda: Shooting(tol=-1.0), "tol"),
+        (lambda: Shooting(integrator="rk45"), "integrator"),
+        (lambda: EnergyMinimisation(nodes=1), "nodes"),
+        (lambda: EnergyMinimisation(n_starts=0), "n_starts"),
+        (lambda: EnergyMinimisation(bend=-0.5), "bend"),
+        (lambda: EnergyMinimisation(refine="shooting"), "refine"),
+        (lambda: EnergyMinimisation(all_starts=1), "all_starts"),
+    ],
+)
+def test_options_validated_in_constructor(build, name):
+    with pytest.raises(ValueError, match=name):
+        build()
+
+
+def test_rk4_convergence_order():
+    """Harmonic oscillator to t = 3: fitted order of RK4 ≈ 4; domain exits are reported."""
+    f = lambda y: torch.cat([y[:, 1:], -y[:, :1]], -1)  # noqa: E731
+    y0 = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
+    exact = torch.tensor([[math.cos(3.0), -math.sin(3.0)]], dtype=torch.float64)
+    Ns = [8, 16, 32, 64]
+    errs = [float((geodesics.RK4(steps=N).integrate(f, y0, 3.0).y - exact).abs().max()) for N in Ns]
+    slope = np.polyfit(np.log(1 / np.array(Ns)), np.log(errs), 1)[0]
+    assert 3.7 < slope < 4.4, (slope, errs)
+    t = torch.linspace(0, 3.0, 4, dtype=torch.float64)
+    res = geodesics.RK4(steps=60).integrate(f, y0, 3.0, t_eval=t)
+    torch.testing.assert_close(res.ys[0, :, 0], torch.cos(t), rtol=0, atol=1e-6)
+    M = kg.KahlerManifold(FlatInBall(1))
+    r = geodesics.exp(
+        M,
+        torch.zeros(2, 1, dtype=C128),
+        torch.tensor([[0.5], [2.0]], dtype=C128),
+        integrator=geodesics.RK4(),
+    )
+    assert r.status.tolist() == [1, 2]
+
+
+def test_empty_batch(FS2):
+    z = torch.zeros(0, 2, dtype=C128)
+    assert FS2.dist(z, z).shape == (0,)
+    assert FS2.log(z, z).shape == (0, 2)
+    assert FS2.geodesic(z, z, 5).shape == (0, 5, 2)
+
+
+def test_each_argument_checked_once(FS2, monkeypatch):
+    """geodesic/parallel_transport/solve_log validate z and w once each."""
+    calls = []
+    orig = type(FS2).check_point
+
+    def counting(self, z, name="z"):
+        calls.append(name)
+        return orig(self, z, name)
+
+    monkeypatch.setattr(type(FS2), "check_point", counting)
+    z = torch.tensor([[0.1 + 0.2j, -0.1j]], dtype=C128)
+    w = torch.tensor([[0.2 - 0.1j, 0.1 + 0j]], dtype=C128)
+    solver = Shooting()
+    for call in (
+        lambda: FS2.geodesic(z, w, 3, solver=solver),
+        lambda: FS2.parallel_transport(z, w, w, solver=solver),
+        lambda: geodesics.solve_log(FS2, z, w, solver=solver),
+        lambda: FS2.dist(z, w, solver=solver),
+    ):
+        calls.clear()
+        call()
+        assert sorted(calls) == ["w", "z"], calls
+
+
+# ---------------------------------------------------------------------------------------------
+# Never a silently wrong length (issue 11)
+# ---------------------------------------------------------------------------------------------
+def test_one_solve_gives_everything(FS2, gen):
+    z, w = fs_pairs(2, [0.4, 1.1], gen)
+    r = geodesics.solve_log(FS2, z, w, n_points=17)
+    assert r.points.shape == (2, 17, 2) and r.status.tolist() == [1, 1]
+    assert bool(r.certified.all()) and r.certificate == "local"
+    assert geodesics.STATUS_NAMES[int(r.status[0])] == "success"
+    torch.testing.assert_close(r.length, fs_dist(z, w), rtol=1e-6, atol=0)
+    torch.testing.assert_close(r.points[:, 0], z)
+    torch.testing.assert_close(r.points[:, -1], w, rtol=1e-7, atol=1e-7)
+    torch.testing.assert_close(polyline_length(FS2, r.points), r.length, rtol=1e-2, atol=0)
+
+
+def test_conjugate_point_detected_on_long_arc(gen):
+    """The long arc of a Fubini–Study great circle passes a conjugate point: not certified."""
+    M = kg.KahlerManifold(FubiniStudy(1))
+    z = torch.tensor([[0.3 + 0.1j]], dtype=C128)
+    v = torch.tensor([[0.5 - 0.2j]], dtype=C128)
+    G = M.metric(z)
+    v = v / h_norm(M, z, v)[:, None]
+    for L, expect in ((1.2, True), (2.2, False)):
+        w = M.exp(z, L * v)
+        solver = Shooting()
+        # Start at the exact velocity: shooting keeps it, only the certificate decides.
+        vv, conv, cert, res = solver.refine(M, z, w, L * v)
+        assert bool(conv.all()) and bool(cert.all()) is expect, (L, cert)
+    del G
+
+
+@pytest.mark.slow
+def test_fs_issue_pair_short_arc():
+    """The pair of issue 11: the default once returned the long arc π − d = 2.1306."""
+    M = kg.KahlerManifold(FubiniStudy(1))
+    z = torch.tensor([[1.594596925804378 - 0.540488146477417j]], dtype=C128)
+    w = torch.tensor([[-1.851477443228459 + 0.592104715164859j]], dtype=C128)
+    truth = fs_dist(z, w)
+    assert abs(float(truth) - 1.0110) < 1e-4
+    r = geodesics.solve_log(M, z, w)
+    assert r.status.tolist() == [1]
+    torch.testing.assert_close(r.length, truth, rtol=1e-6, atol=0)
+
+
+@pytest.mark.slow
+def test_fs_near_antipodal_pair():
+    """z = 0.5, w = −2.002 (near the antipode, d ≈ π/2 − 4e-4): the long arc was returned."""
+    M = kg.KahlerManifold(FubiniStudy(1))
+    z = torch.tensor([[0.5 + 0j]], dtype=C128)
+    w = torch.tensor([[-2.002 + 0j]], dtype=C128)
+    r = geodesics.solve_log(M, z, w)
+    truth = fs_dist(z, w)
+    ok = r.success
+    # Either the right length, or flagged: never the long arc π − d as a success.
+    assert bool((~ok | ((r.length - truth).abs() <= 1e-6 * truth)).all()), (r.length, truth)
+    assert bool(ok.all()), r.status
+
+
+def test_ball_exp_far_is_flagged():
+    """Ball, v = 50 from z = 0.1: the true end point lies beyond float64's reach: a failure."""
+    B = kg.KahlerManifold(ComplexHyperbolic(1))
+    r = geodesics.exp(
+        B, torch.tensor([[0.1 + 0j]], dtype=C128), torch.tensor([[50 + 0j]], dtype=C128)
+    )
+    assert not bool(r.success.any()), r.status
+    with pytest.warns(GeodesicWarning):
+        out = B.exp(torch.tensor([[0.1 + 0j]], dtype=C128), torch.tensor([[50 + 0j]], dtype=C128))
+    assert torch.isnan(out).all()
+    # A moderate velocity is fine and matches the closed form at 0.
+    ok = geodesics.exp(B, torch.zeros(1, 1, dtype=C128), torch.tensor([[3.0 + 0j]], dtype=C128))
+    assert bool(ok.success.all())
+    torch.testing.assert_close(
+        ok.point.real, torch.tanh(torch.tensor([[3.0]], dtype=torch.float64))
+    )
+
+
+def test_ball_certificate_is_global(ball2, gen):
+    z, w = _ball_pairs(gen)
+    r = geodesics.solve_log(ball2, z[:2], w[:2])
+    assert r.certificate == "global" and bool(r.success.all())
+
+
+class HandWrittenFS(KahlerPotential):
+    """A user's potential: K = log(1 + |z|²) written by hand, no closed-form Levi matrix."""
+
+    def __call__(self, z):
+        return torch.log1p((z.real**2 + z.imag**2).sum(-1))
+
+
+def _disk_points(P, n, radius, g):
+    x = torch.randn(P, n, dtype=C128, generator=g)
+    r = radius * torch.rand(P, 1, dtype=torch.float64, generator=g) ** 0.5
+    return r * x / torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+
+
+def _oracle_sets(seed, P):
+    g = torch.Generator().manual_seed(seed)
+    z1, w1 = _disk_points(P, 1, 2.0, g), _disk_points(P, 1, 2.0, g)
+    zb, wb = _disk_points(P, 1, 0.8, g), _disk_points(P, 1, 0.8, g)
+    prod = kg.KahlerManifold(kg.potentials.Product([FubiniStudy(1), ComplexHyperbolic(1)]))
+    return [
+        ("fs", kg.KahlerManifold(FubiniStudy(1)), z1, w1, fs_dist(z1, w1)),
+        (
+            "fs x ball",
+            prod,
+            torch.cat([z1, zb], -1),
+            torch.cat([w1, wb], -1),
+            torch.sqrt(fs_dist(z1, w1) ** 2 + ball_dist(zb, wb) ** 2),
+        ),
+        ("user potential", kg.KahlerManifold(HandWrittenFS(1)), z1, w1, fs_dist(z1, w1)),
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1])
+def test_no_silently_wrong_lengths(seed):
+    """Random pairs up to |z| = 2 (FS, FS × ball, a user potential): every length returned as
+    success is within 1e-6 of the truth; the rest are flagged (status, NaN from dist)."""
+    n_ok = n_all = 0
+    for name, M, z, w, truth in _oracle_sets(seed, 6):
+        r = geodesics.solve_log(M, z, w)
+        ok = r.success
+        err = (r.length - truth).abs() / truth
+        assert bool((err[ok] <= 1e-6).all()), (name, err, r.status)
+        assert bool((r.status[~ok] != 1).all())
+        n_ok, n_all = n_ok + int(ok.sum()), n_all + ok.numel()
+    assert n_ok >= 0.9 * n_all, (n_ok, n_all)

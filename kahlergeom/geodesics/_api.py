@@ -116,7 +116,7 @@ def _run(manifold, z, v, V, integrator, t_eval=None):
     """Integrate flat batches ``(B, n)``; returns the ODE result and the final status."""
     parts = [to_real(z), to_real(v)] + ([to_real(V)] if V is not None else [])
     res = integrator.integrate(
-        geodesic_rhs(manifold, transport=V is not None),
+        geodesic_rhs(manifold, transport=V is not None, traceable=False),
         torch.cat(parts, -1),
         inside=inside_fn(manifold),
         t_eval=t_eval,
@@ -253,7 +253,7 @@ def solve_log_core(manifold, z, w, solver, n_points, integrator) -> LogResult:
         length=r.length.reshape(batch),
         converged=r.converged.reshape(batch),
         residual=r.residual.reshape(batch),
-        candidate_lengths=r.candidate_lengths.reshape(*batch, -1),
+        candidate_lengths=r.candidate_lengths.reshape(*batch, r.candidate_lengths.shape[-1]),
         connection=r.connection,
         solver=r.solver,
         certified=r.certified.reshape(batch),

@@ -72,7 +72,7 @@ def flow(
     m, d = 2 * n, 4 * n
     Q = z.shape[0]
     dtype = uv.dtype
-    f = geodesic_rhs(manifold)
+    f = geodesic_rhs(manifold, traceable=jacobian)
     inside = inside_fn(manifold)
     y0 = torch.cat([to_real(z), uv], -1)
     grids = []

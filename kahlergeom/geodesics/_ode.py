@@ -15,7 +15,7 @@ The state is one real tensor ``y`` of shape ``(B, d)`` holding ``B`` independent
   ``h ← h · clip(0.9 · err^{-1/5}, 0.2, 5)``.
 * `RK4`: the classical fixed-step fourth-order Runge–Kutta scheme.
 
-Outcomes per trajectory are integer codes (see `kahlergeom.geodesics.STATUS`): a trial state
+Outcomes per trajectory are integer codes (see `kahlergeom.geodesics.STATUS_NAMES`): a trial state
 that is not finite or lies outside the domain (``inside``) is rejected and the step shrunk; a
 trajectory whose step falls below ``16 · eps · t_end`` is stopped with ``"step_underflow"`` (or
 ``"left_domain"`` when the rejections that caused it were domain exits), one that needs more
@@ -80,7 +80,7 @@ class ODEResult:
         ys: states at the requested output times ``(B, M, d)`` (NaN where not reached), or
             ``None`` when no output times were requested.
         t: time reached per trajectory ``(B,)``.
-        status: int codes ``(B,)``, see `kahlergeom.geodesics.STATUS`.
+        status: int codes ``(B,)``, see `kahlergeom.geodesics.STATUS_NAMES`.
         n_steps: accepted steps per trajectory ``(B,)``.
         n_rejected: rejected steps per trajectory ``(B,)``.
     """

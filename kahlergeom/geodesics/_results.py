@@ -1,4 +1,4 @@
-"""Result records of geodesic problems, with one status vocabulary (`STATUS`) for all."""
+"""Result records of geodesic problems, with one status vocabulary (`STATUS_NAMES`) for all."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ class ExpResult:
         point: end points ``exp_z(v)`` ``(..., n)`` (last accepted state where it failed).
         velocity: velocity at t = 1 ``(..., n)``.
         success: bool ``(...)``: ``status == "success"``.
-        status: int codes ``(...)`` (see `kahlergeom.geodesics.STATUS`: success, left_domain,
+        status: int codes ``(...)`` (see `kahlergeom.geodesics.STATUS_NAMES`: success, left_domain,
             step_underflow, max_steps, speed_drift).
         reasons: counts of each outcome, e.g. ``{"success": 9, "left_domain": 1}``.
         n_steps: accepted steps ``(...)``.
@@ -59,7 +59,7 @@ class LogResult:
         certified: bool ``(...)``: the geodesic has no conjugate point on (0, 1] (the
             differential of exp_z along t·v stays non-singular), so it is locally minimising;
             ``None`` until certified.
-        status: int codes ``(...)`` (see `kahlergeom.geodesics.STATUS`): ``success``
+        status: int codes ``(...)`` (see `kahlergeom.geodesics.STATUS_NAMES`): ``success``
             (converged and certified), ``not_converged``, ``conjugate_point`` (only candidates
             through a conjugate point, i.e. not the distance), or an integrator failure.
         certificate: what a certified length means for this manifold: ``"local"`` (locally

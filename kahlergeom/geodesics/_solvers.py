@@ -41,6 +41,12 @@ from kahlergeom.geodesics._results import LogResult
 
 #: A Newton step damped below this factor makes no progress: the pair is given up.
 MIN_DAMPING = 1e-6
+#: Trust region of shooting: a Newton step may change the initial velocity by at most this
+#: fraction of max(|v|, |w − z|) (real coordinates): beyond it the linear model is not trusted,
+#: and far trial trajectories (running off to infinity) are also the most expensive ones.
+MAX_STEP_RATIO = 0.5
+#: After two rejected Broyden steps in a row (damping below 1/4) the exact Jacobian is refreshed.
+REFRESH_DAMPING = 0.3
 #: Levenberg–Marquardt start: this fraction of the mean |diagonal| of the energy Hessian
 #: (close to a pure Newton step, scaled to the problem).
 INITIAL_DAMPING = 1e-4
@@ -141,29 +147,55 @@ class Shooting(GeodesicSolver):
         uv = to_real(v0).clone()
         fl = flow(manifold, z, uv, self.integrator, jacobian=True)
         r, rn = endpoint_miss(GRw, fl, uw)
+        J = fl.jacobian.clone()
         cert = fl.certified.clone()
-        delta, info = torch.linalg.solve_ex(fl.jacobian, r.unsqueeze(-1))
-        delta = delta.squeeze(-1)
+        fresh = torch.ones(P, dtype=torch.bool, device=z.device)  # cert belongs to uv
         alpha = torch.ones(P, dtype=dtype, device=z.device)
-        failed = ~torch.isfinite(rn) | (info != 0)
+        failed = ~torch.isfinite(rn)
+        scale = (uw - to_real(z)).norm(dim=-1)
         for _ in range(self.max_iter):
+            stale = (alpha < REFRESH_DAMPING) & ~fresh & (rn > tol) & ~failed
+            stale = stale.nonzero().squeeze(-1)
+            if stale.numel():  # Broyden lost its way: integrate the exact Jacobi fields again
+                fl_s = flow(manifold, z[stale], uv[stale], self.integrator, jacobian=True)
+                J[stale], cert[stale], fresh[stale] = fl_s.jacobian, fl_s.certified, True
+                alpha[stale] = 1.0
             active = (rn > tol) & ~failed
             if not bool(active.any()):
                 break
             idx = active.nonzero().squeeze(-1)
-            uv_try = uv[idx] - alpha[idx, None] * delta[idx]
-            fl_t = flow(manifold, z[idx], uv_try, self.integrator, jacobian=True)
+            delta, info = torch.linalg.solve_ex(J[idx], r[idx].unsqueeze(-1))
+            step = -alpha[idx, None] * delta.squeeze(-1)
+            size = step.norm(dim=-1, keepdim=True)
+            cap = MAX_STEP_RATIO * torch.maximum(uv[idx].norm(dim=-1), scale[idx])[:, None]
+            step = step * (cap / size.clamp_min(torch.finfo(dtype).tiny)).clamp(max=1.0)
+            uv_try = uv[idx] + step
+            # Plain integration; the Jacobian is updated by Broyden's rank-one formula
+            # J += (Δr − J Δu) Δuᵀ / |Δu|² (superlinear; the exact Jacobi fields are integrated
+            # again only to certify the converged velocity).
+            fl_t = flow(manifold, z[idx], uv_try, self.integrator)
             r_t, rn_t = endpoint_miss(GRw[idx], fl_t, uw[idx])
-            d_t, info_t = torch.linalg.solve_ex(fl_t.jacobian, r_t.unsqueeze(-1))
-            better = rn_t < rn[idx]
+            finite = torch.isfinite(rn_t) & (info == 0)
+            dr = torch.where(finite[:, None], r_t - r[idx], torch.zeros_like(r_t))
+            upd = (dr - (J[idx] @ step.unsqueeze(-1)).squeeze(-1))[..., :, None] * step[
+                ..., None, :
+            ]
+            den = step.square().sum(-1).clamp_min(torch.finfo(dtype).tiny)[:, None, None]
+            J[idx] = torch.where(finite[:, None, None], J[idx] + upd / den, J[idx])
+            better = finite & (rn_t < rn[idx])
             good = idx[better]
-            uv[good], rn[good], cert[good] = uv_try[better], rn_t[better], fl_t.certified[better]
-            delta[good] = d_t.squeeze(-1)[better]
-            failed[good] = failed[good] | (info_t[better] != 0) & (rn_t[better] > tol)
+            uv[good], r[good], rn[good] = uv_try[better], r_t[better], rn_t[better]
+            fresh[good] = False
             alpha[good] = (alpha[good] * 2).clamp(max=1.0)
             bad = idx[~better]
             alpha[bad] = alpha[bad] / 2
             failed = failed | (alpha < MIN_DAMPING)
+        # Certify (and check once more) every converged velocity found by a plain step.
+        redo = ((rn <= tol) & ~fresh).nonzero().squeeze(-1)
+        if redo.numel():
+            fl_c = flow(manifold, z[redo], uv[redo], self.integrator, jacobian=True)
+            _, rn[redo] = endpoint_miss(GRw[redo], fl_c, uw[redo])
+            cert[redo] = fl_c.certified
         converged = rn <= tol
         return from_real(uv), converged, cert & converged, rn
 

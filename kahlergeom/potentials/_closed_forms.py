@@ -21,6 +21,9 @@ def _outer_conj(z: torch.Tensor) -> torch.Tensor:
 class Flat(KahlerPotential):
     r"""Flat C^n: $K = |z|^2$, $G = I$ (the Euclidean metric of R^{2n})."""
 
+    #: Curvature ≤ 0 on a simply connected domain: geodesics are unique and minimising.
+    hadamard = True
+
     def __call__(self, z):
         return sq_norm(z)
 
@@ -103,6 +106,8 @@ class ComplexHyperbolic(KahlerPotential):
     """
 
     domain_description = "the open unit ball |z| < 1"
+    #: Curvature ≤ 0 on a simply connected domain: geodesics are unique and minimising.
+    hadamard = True
 
     def __call__(self, z):
         return -torch.log1p(-sq_norm(z))
@@ -133,6 +138,8 @@ class SiegelDisk(KahlerPotential):
     """
 
     domain_description = "the Siegel disk ||Z||_2 < 1 (I - Z^H Z positive definite)"
+    #: Curvature ≤ 0 on a simply connected domain: geodesics are unique and minimising.
+    hadamard = True
 
     def __init__(self, k: int):
         self.k = check_positive_int(k, "k")

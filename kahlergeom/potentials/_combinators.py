@@ -38,6 +38,11 @@ class Product(KahlerPotential):
         super().__init__(sum(self.sizes))
 
     @property
+    def hadamard(self) -> bool:
+        """Every factor has curvature ≤ 0 on a simply connected domain."""
+        return all(getattr(p, "hadamard", False) for p in self.factors)
+
+    @property
     def domain_description(self) -> str:  # type: ignore[override]
         return " × ".join(f"({p.domain_description})" for p in self.factors)
 
