@@ -183,7 +183,11 @@ def test_demo_end_to_end(tmp_path, capsys):
     with open(os.path.join(out, "report.md")) as fh:
         report = fh.read()
     assert report.startswith("# Does it work?") and "test ELBO" in report
-    for words in ("smoother representations", "fewer semantic outliers", "sample variation"):
+    for words in (
+        "smoother representations",
+        "fewer semantic outliers",
+        "at the exchange of sample variation",
+    ):
         assert f"## “{words}”: " in report
     with open(os.path.join(out, "report.html")) as fh:
         assert "<h2>" in fh.read()
