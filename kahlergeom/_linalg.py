@@ -52,9 +52,13 @@ def real_metric(G: torch.Tensor) -> torch.Tensor:
 
     For u = (Re v, Im v): uᵀ G_R u = h(v, v) = vᵀ G conj(v), and det G_R = (det G)².
     """
-    top = torch.cat([G.real, G.imag], -1)
-    bottom = torch.cat([-G.imag, G.real], -1)
-    return torch.cat([top, bottom], -2)
+    return real_metric_parts(G.real, G.imag)
+
+
+def real_metric_parts(re: torch.Tensor, im: torch.Tensor) -> torch.Tensor:
+    """G_R = [[Re G, Im G], [−Im G, Re G]] from the real and imaginary parts of G (real
+    arithmetic only, e.g. inside a fit that keeps G as two real tensors)."""
+    return torch.cat([torch.cat([re, im], -1), torch.cat([-im, re], -1)], -2)
 
 
 def hermitian_logdet(G: torch.Tensor) -> torch.Tensor:

@@ -319,8 +319,6 @@ def test_fitted_potential_plugs_into_kahler_manifold(ridge_fit):
     r = sample_volume(
         S,
         64,
-        n_chains=16,
-        burn_in=50,
         seed=0,
         min_ess=1.0,
         max_rhat=10.0,

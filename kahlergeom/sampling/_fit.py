@@ -27,6 +27,7 @@ import math
 import torch
 
 from kahlergeom._linalg import from_real, to_real
+from kahlergeom.sampling._diagnostics import importance_ess
 from kahlergeom.volume import Proposal, StudentTProposal, hill_tail_index
 
 #: Weight α of the defensive component: weights are at most 1/α times those of the wide t.
@@ -128,7 +129,7 @@ def fit_proposal(target, generator: torch.Generator) -> MixtureProposal:
                 "the domain, or an MCMC method with init=."
             )
         w = torch.softmax(logw, 0)
-        if float(1.0 / (w * w).sum()) < FIT_MIN_ESS or not (
+        if float(importance_ess(logw)) < FIT_MIN_ESS or not (
             hill_tail_index(w) <= FIT_MAX_TAIL_INDEX
         ):
             # A few pilot points dominate, or the weights are heavy-tailed under this proposal

@@ -58,20 +58,12 @@ def _precisions_from_covariances(covariances, m, n, cdtype):
             )
         return torch.diag_embed(1.0 / covariances).to(cdtype)
     if covariances.shape == (m, n, n):
-        C = covariances.to(cdtype)
-        asym = (C - C.mH).abs().amax((-1, -2))
-        scale = C.abs().amax((-1, -2)).clamp_min(1.0)
-        bad = (asym > 1e3 * torch.finfo(C.real.dtype).eps * scale).nonzero()
-        if bad.numel():
-            raise ValueError(f"covariances[{bad[0].item()}] is not Hermitian.")
-        L, info = torch.linalg.cholesky_ex(0.5 * (C + C.mH))
-        bad = (info != 0).nonzero()
-        if bad.numel():
-            raise ValueError(
-                f"covariances[{bad[0].item()}] is not positive definite; a posterior covariance "
-                "must be Hermitian positive definite."
-            )
-        P = torch.cholesky_inverse(L)
+        C = check_hermitian_pd(
+            covariances.to(cdtype),
+            "covariances[{i}]",
+            hint="a posterior covariance must be Hermitian positive definite.",
+        )
+        P = torch.cholesky_inverse(torch.linalg.cholesky(C))
         return 0.5 * (P + P.mH)
     raise ValueError(
         f"covariances must have shape (m, n) = ({m}, {n}) (diagonal variances) or "

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import torch
 
 from kahlergeom._checks import check_points
-from kahlergeom._linalg import hermitian_logdet_ex
+from kahlergeom._linalg import hermitian_logdet_ex, real_metric_parts
 from kahlergeom.manifolds._hermitian import HermitianManifold
 from kahlergeom.potentials._base import KahlerPotential
 from kahlergeom.surrogates._families import FAMILIES, RidgeFamily, SurrogateFamily
@@ -196,9 +196,8 @@ def _logdet_flat(g: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     (det G_R = (det G)², so log det G = Σ log diag chol(G_R)); ``ok`` False where not PD."""
     re = g[:, : n * n].reshape(-1, n, n)
     im = g[:, n * n :].reshape(-1, n, n)
-    GR = torch.cat([torch.cat([re, im], -1), torch.cat([-im, re], -1)], -2)
-    L, info = torch.linalg.cholesky_ex(GR)
-    return torch.log(torch.diagonal(L, 0, -2, -1)).sum(-1), info == 0
+    logdet_GR, ok = hermitian_logdet_ex(real_metric_parts(re, im))
+    return 0.5 * logdet_GR, ok
 
 
 def _loss_terms(g, target, inv_sq_norm, target_logdet, target_ok, n, logdet_weight):
