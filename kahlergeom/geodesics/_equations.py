@@ -72,7 +72,18 @@ def geodesic_rhs(manifold, transport: bool = False, *, traceable: bool = True) -
     metric_fn = manifold.metric_field
     kahler = manifold.is_kahler
     gr_fn = real_metric_fn(metric_fn)
-    hd = holomorphic_derivative if traceable else _holomorphic_derivative_eager
+    # The eager path cannot run a metric field that itself uses torch.func forward mode (e.g. a
+    # potential differentiated by autodiff): fall back to the traceable path on first failure.
+    chosen = [holomorphic_derivative if traceable else _holomorphic_derivative_eager]
+
+    def hd(fn, z, zd):
+        try:
+            return chosen[0](fn, z, zd)
+        except RuntimeError:
+            if chosen[0] is holomorphic_derivative:
+                raise
+            chosen[0] = holomorphic_derivative
+            return holomorphic_derivative(fn, z, zd)
 
     def f(y: torch.Tensor) -> torch.Tensor:
         ud = y[..., 2 * n : 4 * n]
