@@ -21,7 +21,7 @@ import torch
 import torch.autograd.forward_ad as fwAD
 from torch.func import grad, jvp, vmap
 
-from kahlergeom._linalg import from_real, to_real
+from kahlergeom._linalg import from_real, to_real, wirtinger
 from kahlergeom.curvature._connection import real_metric_fn
 
 KAHLER = "kahler"
@@ -40,7 +40,7 @@ def holomorphic_derivative(metric_fn: Callable, z: torch.Tensor, zd: torch.Tenso
     axis: $\sum_a \dot z_a \partial_a G = \tfrac12(dG[\dot z] - i\, dG[i\dot z])$.
     """
     G2, dG2 = jvp(metric_fn, (torch.stack([z, z]),), (torch.stack([zd, 1j * zd]),))
-    return G2[0], 0.5 * (dG2[0] - 1j * dG2[1])
+    return G2[0], wirtinger(dG2[0], dG2[1])[0]
 
 
 def _holomorphic_derivative_eager(metric_fn: Callable, z: torch.Tensor, zd: torch.Tensor):
@@ -52,7 +52,7 @@ def _holomorphic_derivative_eager(metric_fn: Callable, z: torch.Tensor, zd: torc
     with fwAD.dual_level():
         x = fwAD.make_dual(torch.stack([z, z]), torch.stack([zd, 1j * zd]))
         out = fwAD.unpack_dual(metric_fn(x))
-    return out.primal[0], 0.5 * (out.tangent[0] - 1j * out.tangent[1])
+    return out.primal[0], wirtinger(out.tangent[0], out.tangent[1])[0]
 
 
 def geodesic_rhs(manifold, transport: bool = False, *, traceable: bool = True) -> Callable:
