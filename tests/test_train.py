@@ -328,3 +328,32 @@ def test_huge_learning_rate_diverges_with_epoch_in_message(x_small, tmp_path):
     if os.path.isfile(ckpt):  # whatever epochs completed are intact and loadable
         model = load_model(ckpt)
         assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_fitted_regulariser_checkpoint_loads_weights_only(tmp_path):
+    """A run regularised with a fitted surrogate writes a plain-data checkpoint (the surrogate
+    as a fingerprint) that resumes; another surrogate is refused."""
+    from kahlergeom.potentials import Quadratic
+    from kahlergeom.vae import ComplexVAE, GeometricRegulariser, TrainConfig, Trainer, load_model
+
+    x = torch.randn(24, 6, dtype=torch.complex128, generator=torch.Generator().manual_seed(0))
+
+    def config(precision_scale):
+        pot = Quadratic(
+            torch.zeros(2, dtype=torch.complex128),
+            precision_scale * torch.eye(2, dtype=torch.complex128),
+        )
+        reg = GeometricRegulariser(weight=1.0, metric="fitted", surrogate=pot)
+        return TrainConfig(
+            epochs=1, batch_size=8, regulariser=reg, progress=False, checkpoint_path=str(path)
+        )
+
+    path = tmp_path / "m.pt"
+    torch.manual_seed(0)
+    Trainer(ComplexVAE(6, 2, (4,), dtype=torch.complex128), x, config(1.0)).fit()
+    load_model(str(path))
+    torch.manual_seed(0)
+    Trainer(ComplexVAE(6, 2, (4,), dtype=torch.complex128), x, config(1.0)).fit()  # resumes
+    with pytest.raises(ValueError, match="regulariser"):
+        torch.manual_seed(0)
+        Trainer(ComplexVAE(6, 2, (4,), dtype=torch.complex128), x, config(2.0)).fit()

@@ -19,6 +19,7 @@ decoder's codes go at closed-form cost (refit the surrogate when the decoder cha
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import os
 from dataclasses import asdict, dataclass, field
@@ -155,6 +156,10 @@ class TrainConfig:
     def run_options(self) -> dict:
         """The options a resumed run must share with the saved one (stored in checkpoints)."""
         reg = None if self.regulariser is None else asdict(self.regulariser)
+        if reg is not None and reg["surrogate"] is not None:
+            # Checkpoints hold plain data only (weights-only loading): the fixed surrogate is
+            # stored as a fingerprint of its tensors, enough to refuse a resume with another.
+            reg["surrogate"] = _fingerprint(self.regulariser.surrogate)
         return {
             "seed": self.seed,
             "batch_size": self.batch_size,
@@ -162,6 +167,16 @@ class TrainConfig:
             "kl_weight": float(self.kl_weight),
             "regulariser": reg,
         }
+
+
+def _fingerprint(potential: KahlerPotential) -> str:
+    """``"Class(n=…, sha256=…)"`` over the potential's tensor attributes (sorted by name)."""
+    digest = hashlib.sha256()
+    for name, value in sorted(vars(potential).items()):
+        if isinstance(value, torch.Tensor):
+            digest.update(name.encode())
+            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return f"{type(potential).__name__}(n={potential.n}, sha256={digest.hexdigest()[:16]})"
 
 
 @dataclass
