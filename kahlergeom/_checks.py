@@ -6,6 +6,8 @@ under ``vmap``), so potentials themselves stay free of checks and can be traced.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 _COMPLEX = (torch.complex64, torch.complex128)
@@ -207,3 +209,13 @@ def check_chunk_size(chunk_size) -> int | None:
     if chunk_size is not None:
         check_positive_int(chunk_size, "chunk_size")
     return chunk_size
+
+
+def check_optional_positive(value, name: str) -> None:
+    """``None`` or a finite number > 0 (tolerances and similar options)."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ValueError(f"{name} must be a positive float or None; got {value!r}.")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite; got {value!r}.")

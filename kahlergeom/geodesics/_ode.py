@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import torch
 
-from kahlergeom._checks import check_positive_int
+from kahlergeom._checks import check_optional_positive, check_positive_int
 
 #: Outcome codes shared by every geodesic result (initial- and boundary-value problems).
 STATUS = {
@@ -108,15 +108,6 @@ def _rms(x: torch.Tensor) -> torch.Tensor:
     return x.square().mean(-1).sqrt()
 
 
-def _check_tol(value, name):
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{name} must be a positive float or None; got {value!r}.")
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite; got {value!r}.")
-
-
 class Integrator(abc.ABC):
     """An initial-value integrator: implement `integrate`.
 
@@ -167,8 +158,8 @@ class Dopri5(Integrator):
     max_steps: int = DEFAULT_MAX_STEPS
 
     def __post_init__(self):
-        _check_tol(self.rtol, "rtol")
-        _check_tol(self.atol, "atol")
+        check_optional_positive(self.rtol, "rtol")
+        check_optional_positive(self.atol, "atol")
         check_positive_int(self.max_steps, "max_steps")
 
     def tolerances(self, dtype: torch.dtype) -> tuple[float, float]:

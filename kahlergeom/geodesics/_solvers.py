@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import torch
 from torch.func import grad, hessian, vmap
 
-from kahlergeom._checks import check_positive_int
+from kahlergeom._checks import check_optional_positive, check_positive_int
 from kahlergeom._linalg import from_real, to_real
 from kahlergeom.geodesics._bvp import (
     endpoint_miss,
@@ -70,15 +70,6 @@ def default_tol(dtype: torch.dtype) -> float:
     return 1e-4 if dtype in (torch.float32, torch.complex64) else 1e-8
 
 
-def _check_positive_float(value, name):
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{name} must be a positive float or None; got {value!r}.")
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite; got {value!r}.")
-
-
 class GeodesicSolver(abc.ABC):
     """A boundary-value solver: implement ``solve(manifold, z, w) -> LogResult``.
 
@@ -118,7 +109,7 @@ class Shooting(GeodesicSolver):
 
     def __post_init__(self):
         check_positive_int(self.max_iter, "max_iter", minimum=0)
-        _check_positive_float(self.tol, "tol")
+        check_optional_positive(self.tol, "tol")
         if not isinstance(self.integrator, Integrator):
             raise ValueError(
                 "integrator must be a kahlergeom.geodesics.Integrator (e.g. Dopri5()); got "
@@ -242,7 +233,7 @@ class EnergyMinimisation(GeodesicSolver):
         check_positive_int(self.nodes, "nodes", minimum=2)
         check_positive_int(self.max_iter, "max_iter", minimum=0)
         check_positive_int(self.n_starts, "n_starts")
-        _check_positive_float(self.bend, "bend")
+        check_optional_positive(self.bend, "bend")
         if self.refine is not None and not isinstance(self.refine, Shooting):
             raise ValueError(
                 f"refine must be a kahlergeom.geodesics.Shooting or None; got {self.refine!r}."
