@@ -672,6 +672,7 @@ def test_conjugate_point_detected_on_long_arc(gen):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_fs_issue_pair_short_arc():
     """The pair of issue 11: the default once returned the long arc π − d = 2.1306."""
     M = kg.KahlerManifold(FubiniStudy(1))
@@ -685,6 +686,7 @@ def test_fs_issue_pair_short_arc():
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_fs_near_antipodal_pair():
     """z = 0.5, w = −2.002 (near the antipode, d ≈ π/2 − 4e-4): the long arc was returned."""
     M = kg.KahlerManifold(FubiniStudy(1))
@@ -756,6 +758,7 @@ def _oracle_sets(seed, P):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 @pytest.mark.parametrize("seed", [0, 1])
 def test_no_silently_wrong_lengths(seed):
     """Random pairs up to |z| = 2 (FS, FS × ball, a user potential): every length returned as
