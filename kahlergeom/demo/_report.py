@@ -130,8 +130,9 @@ def _claim_verdict(verdicts: list[str]) -> str:
 
 def _table(rows):
     lines = [
-        "| measurement (a − b) | mean a | mean b | a − b [95% interval] | effect d | verdict |",
-        "|---|---|---|---|---|---|",
+        "| measurement (a − b) | mean a | mean b | a − b [95% interval] | seed sd of a − b "
+        "| effect d | verdict |",
+        "|---|---|---|---|---|---|---|",
     ]
     verdicts = []
     for _, label, a, b, claimed in rows:
@@ -140,7 +141,7 @@ def _table(rows):
         verdicts.append(v)
         lines.append(
             f"| {label} | {_g(c.mean_a)} | {_g(c.mean_b)} | {_g(c.mean_diff)} "
-            f"[{_g(c.low)}, {_g(c.high)}] | {_g(c.effect_size)} | {v} |"
+            f"[{_g(c.low)}, {_g(c.high)}] | {_g(c.sd_diff)} | {_g(c.effect_size)} | {v} |"
         )
     return lines, verdicts
 
