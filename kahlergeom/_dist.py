@@ -88,8 +88,15 @@ def init_distributed(backend: str | None = None) -> DistContext:
 
 
 def shutdown_distributed() -> None:
-    """Destroy the process group if one is initialised (safe to call in any case)."""
+    """Destroy the process group if one is initialised (safe to call in any case).
+
+    All ranks meet at a barrier first: rank 0 hosts the rendezvous store, and a rank still
+    talking to it when rank 0 tears it down aborts at exit ("terminate called without an active
+    exception", seen with gloo).
+    """
     if dist.is_available() and dist.is_initialized():
+        if dist.get_world_size() > 1:
+            dist.barrier()
         dist.destroy_process_group()
 
 
