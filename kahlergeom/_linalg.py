@@ -80,20 +80,6 @@ def hermitian_logdet_ex(G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return 2 * torch.log(torch.diagonal(L, dim1=-2, dim2=-1).real).sum(-1), info == 0
 
 
-def is_hermitian_pd(G: torch.Tensor, hermitian_rtol: float | None = None) -> torch.Tensor:
-    """Bool ``(...)``: G is Hermitian (to ``hermitian_rtol``·‖G‖) and Cholesky succeeds.
-
-    Default tolerance: 100 · n · eps of the dtype, as in :func:`psh_tolerance`.
-    """
-    n = G.shape[-1]
-    if hermitian_rtol is None:
-        hermitian_rtol = 100 * n * torch.finfo(G.real.dtype).eps
-    scale = torch.linalg.matrix_norm(G).clamp_min(1.0)
-    herm = torch.linalg.matrix_norm(G - G.mH) <= hermitian_rtol * scale
-    _, info = torch.linalg.cholesky_ex(0.5 * (G + G.mH))
-    return herm & (info == 0)
-
-
 def psh_tolerance(G: torch.Tensor, rtol: float | None = None) -> torch.Tensor:
     """Absolute eigenvalue tolerance for PSD tests: rtol · max(1, ‖G‖) per matrix.
 

@@ -23,16 +23,12 @@ import torch
 
 from kahlergeom.data import from_complex, load_dataset, to_complex
 from kahlergeom.demo._paths import energy_paths, path_energy, straight_paths
+from kahlergeom.demo._report import ARM_LABELS
 from kahlergeom.evaluation import OutlierScorer, path_smoothness, variety
 from kahlergeom.manifolds import FisherManifold, KahlerManifold
 from kahlergeom.vae import ComplexVAE, GeometricRegulariser, TrainConfig, Trainer
 
 ARMS = ("baseline", "fisher", "fitted")
-ARM_LABELS = {
-    "baseline": "baseline",
-    "fisher": "regularised (exact Fisher)",
-    "fitted": "regularised (fitted Kähler surrogate)",
-}
 
 
 @dataclass

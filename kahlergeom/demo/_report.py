@@ -182,13 +182,13 @@ def write_report(cfg, results: dict) -> tuple[str, str]:
         "",
     ]
     rows = _rows(cfg, per)
-    summary = []
+    summary, sections = [], []
     for key, words, what in CLAIMS:
         mine = [r for r in rows if r[0] == key]
         table, verdicts = _table(mine)
         v = _claim_verdict(verdicts)
         summary.append((words, v, verdicts))
-        lines += [
+        sections += [
             f"## “{words}”: {v}",
             "",
             f"> {words}",
@@ -202,15 +202,13 @@ def write_report(cfg, results: dict) -> tuple[str, str]:
             f"{verdicts.count('inconclusive')} are inconclusive.",
             "",
         ]
-    lines[9:9] = (
-        ["## Verdicts", ""]
-        + [
-            f"- “{w}”: **{v}** (of {len(vs)} measurements: {vs.count('supported')} support it, "
-            f"{vs.count('contradicted')} contradict it, {vs.count('inconclusive')} inconclusive)"
-            for w, v, vs in summary
-        ]
-        + [""]
-    )
+    lines += ["## Verdicts", ""]
+    lines += [
+        f"- “{w}”: **{v}** (of {len(vs)} measurements: {vs.count('supported')} support it, "
+        f"{vs.count('contradicted')} contradict it, {vs.count('inconclusive')} inconclusive)"
+        for w, v, vs in summary
+    ]
+    lines += ["", *sections]
     lines += ["## Costs and diagnostics (mean ± sd over seeds)", ""]
     lines += ["| quantity | " + " | ".join(ARM_LABELS[a] for a in per) + " |"]
     lines += ["|---|" + "---|" * len(per)]
