@@ -529,6 +529,29 @@ def test_chunk_size_invariance(chunk_size, gen):
     )
 
 
+@pytest.mark.parametrize("variance", ["scalar", "output", "point"])
+def test_automatic_cpu_blocks_match_one_block(variance, gen, monkeypatch):
+    """With no chunk_size the CPU path splits the points into cache-sized blocks: the metric
+    equals one call over all points (chunk_size = N) and the block size follows the decoder's
+    output size (bytes of 2n tangents of all its batched outputs per point)."""
+    from kahlergeom.manifolds import _fisher
+
+    n, D, N = 2, 7, 37
+    dec = make_decoder(n, D, variance=variance, seed=33)
+    z = random_points(n, (N,), generator=gen)
+    ref = kg.FisherManifold(dec, chunk_size=N).metric(z)
+    M = kg.FisherManifold(dec)
+    # complex128 mean (16 B) per output, plus a float64 variance per output when per point
+    per_point = D * 16 + (D * 8 if variance == "point" else 0)
+    monkeypatch.setattr(_fisher, "MIN_BLOCK_POINTS", 1)
+    monkeypatch.setattr(_fisher, "CPU_BLOCK_BYTES", 5 * 2 * n * per_point)
+    assert M._block_points(torch.cat([z.real, z.imag], -1)) == 5
+    assert_close(M.metric(z), ref, rtol=1e-13, atol=1e-13)
+    monkeypatch.setattr(_fisher, "MIN_BLOCK_POINTS", 8)
+    assert M._block_points(torch.cat([z.real, z.imag], -1)) == 8  # the floor
+    assert_close(M.metric(z), ref, rtol=1e-13, atol=1e-13)
+
+
 @pytest.mark.parametrize("variance", ["scalar", "point"])
 def test_complex64_agrees_with_complex128(variance, gen):
     n, D = 2, 5
