@@ -32,6 +32,7 @@ Run from the repository root::
     .venv/bin/python benchmarks/bench_decoder_metric.py                # full run, a few minutes
     .venv/bin/python benchmarks/bench_decoder_metric.py --quick        # smoke test, < 60 s
     .venv/bin/python benchmarks/bench_decoder_metric.py --headline-only --threads 1  # part 2 only
+    .venv/bin/python benchmarks/bench_decoder_metric.py --peers-only --threads 1  # vs stochman
     .venv/bin/python benchmarks/bench_decoder_metric.py --figures --threads 1 \
         --out benchmarks/results/decoder_metric.md   # the docs' tables and figure
 
@@ -771,6 +772,10 @@ def run(args) -> str:
         for hidden in [(256, 512), (64,)] if not quick else [(64,)]:
             headline(hidden, quick, 1 if quick else 3, log)
         return "\n".join(out)
+    if args.peers_only:
+        exact_field_vs_peers(quick, log)
+        surrogate_vs_exact_one_hidden(quick, log)
+        return "\n".join(out)
     if args.fitted_only:
         fitted_section(quick, log)
         exact_field_vs_peers(quick, log)
@@ -971,6 +976,11 @@ def main(argv=None) -> int:
         "--fitted-only",
         action="store_true",
         help="only the fitted-surrogate section (4 VAEs) and the exact-field / surrogate cost rows",
+    )
+    p.add_argument(
+        "--peers-only",
+        action="store_true",
+        help="only the exact field vs stochman / vmap(jacfwd) and the one-hidden-layer cost rows",
     )
     p.add_argument("--steps", type=int, default=None, help="VAE training steps (default 1200)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
