@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import gc
 import gzip
+import math
 import os
 import struct
 import warnings
@@ -652,3 +653,184 @@ def test_command_line_never_shows_a_traceback(tmp_path, capsys, argv):
     )
     assert rc in (1, 2)
     assert err.count("\n") == 1 and "Traceback" not in err, err
+
+
+# -- a metric field that is not finite inside the domain ---------------------------------------
+# Oracles: constant metrics (flat, and the Fisher metric of a linear holomorphic decoder), whose
+# geodesics are straight lines, exp_z(v) = z + v and dist = |w − z|_G; a rotation ODE with
+# solution (cos t, sin t). The field is NaN only away from the checked points, so every input
+# passes validation and the NaN is met only where a trajectory goes.
+class NaNBeyond(kg.HermitianManifold):
+    """Flat metric on all of C^n whose field is NaN where a < |z| < b (counts its calls)."""
+
+    def __init__(self, n=2, a=1.0, b=math.inf, kahler=True, domain=None):
+        super().__init__(n)
+        self.a, self.b, self.is_kahler, self.domain, self.calls = a, b, kahler, domain, 0
+
+    def metric_field(self, z):
+        self.calls += 1
+        s = (z.real**2 + z.imag**2).sum(-1)
+        eye = torch.eye(self.n, dtype=z.dtype, device=z.device) * (1 + 0 * s)[..., None, None]
+        bad = (s > self.a**2) & (s < self.b**2)
+        return torch.where(bad[..., None, None], torch.full_like(eye, math.nan), eye)
+
+    def contains(self, z):
+        s = (z.real**2 + z.imag**2).sum(-1)
+        return s < self.domain**2 if self.domain is not None else s == s
+
+
+class NaNDecoder:
+    """Linear holomorphic decoder z ↦ z Wᵀ (variance 0.7) that returns NaN where |z| > 1."""
+
+    def __init__(self):
+        self.W = torch.tensor([[1.0, 0.5j], [0.0, 2.0], [0.3, -1.0j]], dtype=C128)
+        self.calls = 0
+
+    def __call__(self, z):
+        self.calls += 1
+        s = (z.real**2 + z.imag**2).sum(-1, keepdim=True)
+        mean = z @ self.W.T
+        return torch.where(s > 1, torch.full_like(mean, math.nan), mean), 0.7
+
+
+def _fisher_nan():
+    M = kg.FisherManifold(NaNDecoder(), n=2)
+    M.calls_of = lambda: M.decoder.calls
+    return M
+
+
+def _flat_nan(**kw):
+    M = NaNBeyond(**kw)
+    M.calls_of = lambda: M.calls
+    return M
+
+
+Z2 = torch.tensor([[0.1, 0.0], [0.1, 0.0]], dtype=C128)
+V2 = torch.tensor([[2.0, 0.0], [0.3, 0.2j]], dtype=C128)  # row 0 meets |z| = 1 at t = 0.45
+
+
+@pytest.mark.parametrize(
+    "make, integrator, max_calls",
+    [
+        # Calls measured: 75 / 148 / 148 (Dopri5); the former shrinking of the step to
+        # underflow took 495 / 988 / 988 and reported left_domain.
+        (lambda: _flat_nan(kahler=True), kg.geodesics.Dopri5(), 150),
+        (lambda: _flat_nan(kahler=False), kg.geodesics.Dopri5(), 300),
+        (_fisher_nan, kg.geodesics.Dopri5(), 300),
+        (lambda: _flat_nan(kahler=True), kg.geodesics.RK4(steps=64), None),
+        (lambda: _flat_nan(kahler=False), kg.geodesics.RK4(steps=64), None),
+    ],
+    ids=["kahler-dopri5", "levi-civita-dopri5", "fisher-dopri5", "kahler-rk4", "lc-rk4"],
+)
+def test_exp_into_a_non_finite_field_stops_with_non_finite(make, integrator, max_calls):
+    M = make()
+    expected = Z2 + V2  # the closed form where the field is finite: a straight line
+    if isinstance(M, kg.FisherManifold):
+        M.check_point(Z2)  # decoder validated at the start point (finite there)
+    before = M.calls_of()
+    r = kg.geodesics.exp(M, Z2, V2, integrator=integrator)
+    calls = M.calls_of() - before
+    assert r.status.tolist() == [8, 1] and r.reasons == {"non_finite": 1, "success": 1}
+    assert kg.geodesics.STATUS_NAMES[8] == "non_finite"
+    torch.testing.assert_close(r.point[1], expected[1], rtol=0, atol=1e-12)
+    # Stopped at the edge of the NaN region (|z| = 1), not before and not beyond.
+    assert 0.9 < float(r.point[0].abs().norm()) <= 1.0
+    if max_calls is not None:
+        assert calls <= max_calls, calls
+    else:  # RK4: the first step with a non-finite stage stops that row (28 of 64 steps taken)
+        assert int(r.n_steps[0]) < 32 and int(r.n_steps[1]) == 64
+    with pytest.warns(kg.geodesics.GeodesicWarning, match=r"exp: 1 of 2.*'non_finite': 1"):
+        out = M.exp(Z2, V2, integrator=integrator)
+    assert torch.isnan(out[0]).all()
+    torch.testing.assert_close(out[1], expected[1], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("integrator", [kg.geodesics.Dopri5(), kg.geodesics.RK4(steps=64)])
+def test_a_domain_exit_is_still_left_domain(integrator):
+    """Negative control: the same NaN field, but declared outside the domain (the unit ball)."""
+    M = _flat_nan(domain=1.0)
+    r = kg.geodesics.exp(M, Z2, V2, integrator=integrator)
+    assert r.reasons == {"left_domain": 1, "success": 1} and r.status.tolist() == [2, 1]
+
+
+def _rotation(blob, radius, calls):
+    """ẏ = (−y₁, y₀) (solution (cos t, sin t) from (1, 0)), NaN in a disc around ``blob``;
+    ``calls`` collects the number of rows in the disc at each evaluation."""
+    centre = torch.tensor(blob, dtype=torch.float64)
+
+    def f(y):
+        bad = (y - centre).square().sum(-1) < radius**2
+        calls.append(int(bad.sum()))
+        out = torch.stack([-y[:, 1], y[:, 0]], -1)
+        return torch.where(bad[:, None], torch.full_like(out, math.nan), out)
+
+    return f
+
+
+ON_PATH = (math.cos(2.0), math.sin(2.0))
+
+
+@pytest.mark.parametrize(
+    "integrator, blob, radius, status, t_stop",
+    [
+        # A disc of NaN on the path at t = 2 (entered at t ≈ 1.95): stopped just before it
+        # (RK4: at the start of the step of length 6/64 that enters it).
+        (kg.geodesics.Dopri5(), ON_PATH, 0.05, "non_finite", (1.9, 1.95)),
+        (kg.geodesics.RK4(steps=64), ON_PATH, 0.05, "non_finite", (1.95 - 6 / 64, 1.95)),
+        # NaN at the initial state: stopped before any step.
+        (kg.geodesics.Dopri5(), (1.0, 0.0), 0.01, "non_finite", (0, 0)),
+        (kg.geodesics.RK4(steps=64), (1.0, 0.0), 0.01, "non_finite", (0, 0)),
+        # Off the path (0.2 inside the circle), where a long trial step of a loose Dopri5 lands
+        # (measured: a stage point at (−0.450, −0.449)): one rejection, then the trajectory goes
+        # past it and ends where it does without the disc.
+        (kg.geodesics.Dopri5(rtol=1e-3, atol=1e-3), (-0.45, -0.45), 0.15, "success", (6, 6)),
+    ],
+    ids=["dopri5-on-path", "rk4-on-path", "dopri5-at-start", "rk4-at-start", "dopri5-off-path"],
+)
+def test_integrators_stop_on_a_non_finite_field_not_beside_it(
+    integrator, blob, radius, status, t_stop
+):
+    y0 = torch.tensor([[1.0, 0.0], [0.25, 0.0]], dtype=torch.float64)  # row 1 misses the disc
+    calls = []
+    r = integrator.integrate(_rotation(blob, radius, calls), y0, 6.0)
+    names = [kg.geodesics.STATUS_NAMES[int(s)] for s in r.status]
+    assert names[0] == status
+    assert t_stop[0] <= float(r.t[0]) <= t_stop[1]
+    assert names[1] == "success" and float(r.t[1]) == 6.0
+    exact = torch.tensor([math.cos(6.0), math.sin(6.0)], dtype=torch.float64)
+    tol = 5e-3 if integrator == kg.geodesics.Dopri5(rtol=1e-3, atol=1e-3) else 1e-6
+    torch.testing.assert_close(r.y[1], 0.25 * exact, rtol=0, atol=tol)
+    if status == "success":
+        torch.testing.assert_close(r.y[0], exact, rtol=0, atol=tol)
+        assert sum(calls) >= 1 and int(r.n_rejected[0]) >= 1  # the disc was hit, and passed
+    if isinstance(integrator, kg.geodesics.Dopri5) and status == "non_finite" and t_stop[0]:
+        assert int(r.n_rejected[0]) == 3  # NON_FINITE_REJECTS, not a shrinking to underflow
+
+
+@pytest.mark.parametrize(
+    "solver, method",
+    [
+        (kg.geodesics.EnergyMinimisation(), None),  # every start ends non_finite
+        (kg.geodesics.Shooting(), "dist"),
+        (kg.geodesics.Shooting(), "log"),
+    ],
+    ids=["energy-solve_log", "shooting-dist", "shooting-log"],
+)
+def test_log_dist_through_a_non_finite_field(solver, method):
+    """Every path from 0.1 to 0.9 crosses the NaN annulus 0.5 < |z| < 0.8: ``non_finite``
+    (bounded work, no hang); the other pair, inside |z| < 0.5, is solved exactly in the same
+    batch (straight line)."""
+    M = _flat_nan(n=1, a=0.5, b=0.8)
+    z = torch.tensor([[0.1], [0.1]], dtype=C128)
+    w = torch.tensor([[0.9], [0.3 + 0.1j]], dtype=C128)
+    if method is None:
+        r = kg.geodesics.solve_log(M, z, w, solver=solver)
+        assert r.status.tolist() == [8, 1] and r.reasons == {"non_finite": 1, "success": 1}
+        assert not bool(r.converged[0]) and bool(torch.isnan(r.residual[0]))
+        torch.testing.assert_close(r.velocity[1], w[1] - z[1], rtol=0, atol=1e-8)
+        return
+    value = {"dist": (w - z).abs()[1, 0], "log": (w - z)[1]}[method]
+    with pytest.warns(kg.geodesics.GeodesicWarning, match=rf"{method}: 1 of 2.*'non_finite': 1"):
+        out = getattr(M, method)(z, w, solver=solver)
+    assert torch.isnan(out[0]).all()
+    torch.testing.assert_close(out[1], value, rtol=0, atol=1e-8)

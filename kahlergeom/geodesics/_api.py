@@ -152,9 +152,10 @@ def exp(manifold, z, v, *, integrator: Integrator | None = None) -> ExpResult:
     Solves the geodesic equation of ``manifold``'s connection (Kähler or Levi-Civita) with
     ``integrator`` (default `Dopri5`), batched over the broadcast shape of ``z`` and ``v``
     ``(..., n)``. Trajectories that leave the domain, whose step underflows, that exceed
-    ``max_steps`` or whose speed is not conserved (the edge of the domain or of the
-    floating-point range reached: ``speed_drift``) are reported in the result (``success``,
-    ``status``), not raised.
+    ``max_steps``, whose speed is not conserved (the edge of the domain or of the
+    floating-point range reached: ``speed_drift``) or that reach a point inside the domain
+    where the metric field is not finite (``non_finite``) are reported in the result
+    (``success``, ``status``), not raised.
     """
     integrator = check_integrator(integrator)
     check_point(manifold, z, "z")

@@ -20,6 +20,7 @@ from kahlergeom._linalg import from_real, real_metric, to_real
 from kahlergeom.geodesics._equations import geodesic_rhs, inside_fn, variational_rhs
 from kahlergeom.geodesics._ode import (
     CONJUGATE_POINT,
+    NON_FINITE,
     NOT_CONVERGED,
     SUCCESS,
 )
@@ -111,11 +112,13 @@ def flow(
 
 
 def endpoint_miss(GRw: torch.Tensor, fl: Flow, uw: torch.Tensor):
-    """``(r, |r|_{G_R(w)})`` with the norm inf where the integration failed."""
+    """``(r, |r|_{G_R(w)})`` with the norm inf where the integration failed, NaN where it
+    stopped with ``"non_finite"`` (the metric field was not finite on the way)."""
     r = fl.end - uw
     rn = real_h_norm(GRw, r)
     ok = (fl.status == SUCCESS) & torch.isfinite(rn)
-    return r, torch.where(ok, rn, torch.full_like(rn, float("inf")))
+    failed = torch.full_like(rn, float("inf")).masked_fill(fl.status == NON_FINITE, float("nan"))
+    return r, torch.where(ok, rn, failed)
 
 
 def real_metric_at(manifold, w: torch.Tensor) -> torch.Tensor:
@@ -172,8 +175,10 @@ def pick_shortest(manifold, z, v, conv, cert, res):
 
     Returns ``(velocity, length, converged, certified, residual, status, candidate_lengths)``:
     status ``success`` where a certified candidate exists, ``conjugate_point`` where candidates
-    converged but each passes a conjugate point (not the distance), ``not_converged`` otherwise.
-    Uncertified or unconverged candidates have NaN candidate lengths.
+    converged but each passes a conjugate point (not the distance), ``non_finite`` where every
+    candidate's residual is NaN (each integration met a non-finite metric field, see
+    `endpoint_miss`), ``not_converged`` otherwise. Uncertified or unconverged candidates have
+    NaN candidate lengths.
     """
     G = manifold.metric_field(z)  # (P, n, n)
     lengths = h_norm(G[None], v)  # (S, P)
@@ -183,14 +188,15 @@ def pick_shortest(manifold, z, v, conv, cert, res):
     best = torch.where(
         good.any(0),
         torch.where(good, lengths, inf).argmin(0),
-        torch.where(conv.any(0), torch.where(conv, lengths, inf).argmin(0), res.argmin(0)),
+        torch.where(
+            conv.any(0),
+            torch.where(conv, lengths, inf).argmin(0),
+            torch.where(torch.isnan(res), inf, res).argmin(0),
+        ),
     )
     pick = torch.arange(v.shape[1], device=v.device)
-    status = torch.where(
-        good.any(0),
-        SUCCESS,
-        torch.where(conv.any(0), CONJUGATE_POINT, NOT_CONVERGED),
-    )
+    failed = torch.where(torch.isnan(res).all(0), NON_FINITE, NOT_CONVERGED)
+    status = torch.where(good.any(0), SUCCESS, torch.where(conv.any(0), CONJUGATE_POINT, failed))
     cand = torch.where(good, lengths, torch.full_like(lengths, float("nan")))
     return (
         v[best, pick],

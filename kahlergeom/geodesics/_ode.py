@@ -19,7 +19,11 @@ Outcomes per trajectory are integer codes (see `kahlergeom.geodesics.STATUS_NAME
 that is not finite or lies outside the domain (``inside``) is rejected and the step shrunk; a
 trajectory whose step falls below ``16 · eps · t_end`` is stopped with ``"step_underflow"`` (or
 ``"left_domain"`` when the rejections that caused it were domain exits), one that needs more
-than ``max_steps`` steps with ``"max_steps"``.
+than ``max_steps`` steps with ``"max_steps"``. A right-hand side that is not finite at a stage
+point *inside* the domain (the metric field, e.g. a decoder, returned NaN or inf there) is not a
+domain exit: shrinking the step until it underflows cannot help, and after
+`NON_FINITE_REJECTS` such rejections ahead of the trajectory (`RK4`: the first) it is stopped
+with ``"non_finite"``.
 """
 
 from __future__ import annotations
@@ -43,9 +47,10 @@ STATUS = {
     5: "speed_drift",
     6: "not_converged",
     7: "conjugate_point",
+    8: "non_finite",
 }
 RUNNING, SUCCESS, LEFT_DOMAIN, UNDERFLOW, MAX_STEPS = 0, 1, 2, 3, 4
-SPEED_DRIFT, NOT_CONVERGED, CONJUGATE_POINT = 5, 6, 7
+SPEED_DRIFT, NOT_CONVERGED, CONJUGATE_POINT, NON_FINITE = 5, 6, 7, 8
 
 #: One default for every ``max_steps`` knob: a geodesic of a smooth chart metric needs tens to a
 #: few hundred adaptive steps at 1e-10; 4000 leaves room for trajectories near a domain's edge.
@@ -57,6 +62,14 @@ INITIAL_STEP_FRACTION, INITIAL_STEP_FALLBACK, INITIAL_STEP_TINY = 0.01, 1e-6, 1e
 #: Step-size controller of Dopri5: safety factor and the clip of the growth factor
 #: (standard values; after a rejection the step at least halves).
 SAFETY, MIN_FACTOR, MAX_FACTOR, MAX_FACTOR_AFTER_REJECT = 0.9, 0.2, 5.0, 0.5
+#: Dopri5 steps rejected because the right-hand side was not finite at a stage point inside the
+#: domain, after which the trajectory is stopped with ``"non_finite"``. Each rejection shrinks the
+#: step fivefold and caps it there until the trajectory has passed the time the rejected step
+#: would have reached (then the count restarts: the bad point was off the path). The third
+#: rejection before that puts the non-finite point within 1/25 of the first rejected step ahead
+#: of the trajectory, instead of letting the step shrink towards underflow (the former
+#: behaviour, slow and reported as ``"left_domain"``).
+NON_FINITE_REJECTS = 3
 
 _A = (
     (),
@@ -133,7 +146,9 @@ class Integrator(abc.ABC):
             y0: initial states ``(B, d)``, real.
             t_end: final time (> 0).
             inside: optional ``(B, d) → bool (B,)``; states where it is False are outside the
-                domain (a trajectory that cannot avoid them fails with ``"left_domain"``).
+                domain (a trajectory that cannot avoid them fails with ``"left_domain"``); a
+                trajectory that meets a non-finite ``f`` at states inside it fails with
+                ``"non_finite"``.
             t_eval: optional increasing output times in ``[0, t_end]`` ``(M,)``; the states there
                 are returned in ``ys`` ``(B, M, d)``.
 
@@ -212,6 +227,12 @@ class Dopri5(Integrator):
         n_steps = torch.zeros(B, dtype=torch.long, device=device)
         n_rej = torch.zeros(B, dtype=torch.long, device=device)
         domain_rejects = torch.zeros(B, dtype=torch.bool, device=device)
+        # Rejections for a non-finite field inside the domain, the time the last one would have
+        # reached, and the step cap held until the trajectory passes that time.
+        n_non_finite = torch.zeros(B, dtype=torch.long, device=device)
+        nf_until = torch.full((B,), -math.inf, dtype=dtype, device=device)
+        nf_cap = torch.full((B,), math.inf, dtype=dtype, device=device)
+        status = _stop_non_finite_start(status, inside, y, k1)
         # Initial step (Hairer–Wanner, first phase).
         sc = atol + rtol * y.abs()
         d0, d1 = _rms(y / sc), _rms(k1 / sc)
@@ -245,7 +266,14 @@ class Dopri5(Integrator):
             err = torch.where(finite & ok_domain, err, torch.full_like(err, float("inf")))
             accept = active & (err <= 1)
             reject = active & ~accept
-            domain_rejects = torch.where(accept, False, domain_rejects | (reject & ~ok_domain))
+            field = active & ~finite
+            if bool(field.any()):
+                stages = _dopri_stages(y, ks + [k7], hb, y_new)
+                field = _field_non_finite(inside, y, field, stages)[0]
+            exit_ = reject & ~ok_domain & ~field
+            domain_rejects = torch.where(accept, False, domain_rejects | exit_)
+            n_non_finite += field.long()
+            nf_until = torch.where(field, t + h_eff, nf_until)
 
             y = torch.where(accept[:, None], y_new, y)
             k1 = torch.where(accept[:, None], k7, k1)
@@ -260,11 +288,17 @@ class Dopri5(Integrator):
             # After a step shortened to land on a target, do not let the short step set the pace.
             h_new = torch.where(accept & clipped, torch.maximum(h_new, h), h_new)
             h = torch.where(active, h_new, h)
+            nf_cap = torch.where(field, h_new, nf_cap)
+            held = t < nf_until
+            h = torch.where(held, torch.minimum(h, nf_cap), h)
+            n_non_finite = torch.where(held, n_non_finite, 0)
 
             if ys is not None:
                 nxt = _record(ys, y, accept & clipped, nxt, M)
             done = active & (t >= t_end * (1 - 4 * eps))
             status = torch.where(done, SUCCESS, status)
+            stop = (status == RUNNING) & (n_non_finite >= NON_FINITE_REJECTS)
+            status = torch.where(stop, NON_FINITE, status)
             under = (status == RUNNING) & (h < min_h)
             status = torch.where(under & domain_rejects, LEFT_DOMAIN, status)
             status = torch.where(under & ~domain_rejects, UNDERFLOW, status)
@@ -278,8 +312,10 @@ class RK4(Integrator):
 
     Takes ``steps`` equal steps over ``[0, t_end]`` (more where output times ``t_eval`` fall
     between them: each interval between consecutive output times gets its share of steps). A
-    trajectory fails with ``"left_domain"`` at the first state outside ``inside`` and with
-    ``"step_underflow"`` at the first non-finite state (the step is not adapted).
+    trajectory fails with ``"left_domain"`` at the first state (or, where the new state is not
+    finite, stage point) outside ``inside``, with ``"non_finite"`` at the first step whose
+    right-hand side is not finite at a stage point inside the domain, and with
+    ``"step_underflow"`` at any other non-finite state (overflow; the step is not adapted).
 
     Args:
         steps: equal steps over ``[0, t_end]``.
@@ -293,11 +329,20 @@ class RK4(Integrator):
     @staticmethod
     def step(f: Callable, y: torch.Tensor, h) -> torch.Tensor:
         """One classical RK4 step of size ``h``."""
+        return RK4._step_stages(f, y, h)[0]
+
+    @staticmethod
+    def _step_stages(f: Callable, y: torch.Tensor, h):
+        """`step`, and the ``(point, derivative)`` pairs of its four stages."""
         k1 = f(y)
-        k2 = f(y + 0.5 * h * k1)
-        k3 = f(y + 0.5 * h * k2)
-        k4 = f(y + h * k3)
-        return y + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+        y2 = y + 0.5 * h * k1
+        k2 = f(y2)
+        y3 = y + 0.5 * h * k2
+        k3 = f(y3)
+        y4 = y + h * k3
+        k4 = f(y4)
+        y_new = y + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+        return y_new, [(y, k1), (y2, k2), (y3, k3), (y4, k4)]
 
     def integrate(self, f, y0, t_end=1.0, *, inside=None, t_eval=None) -> ODEResult:
         B, d = y0.shape
@@ -320,11 +365,15 @@ class RK4(Integrator):
                 active = status == RUNNING
                 if not bool(active.any()):
                     break
-                y_new = self.step(f, y, h)
+                y_new, stages = self._step_stages(f, y, h)
                 finite = torch.isfinite(y_new).all(-1)
                 ok = _inside(inside, y_new, y, finite)
-                status = torch.where(active & ~finite, UNDERFLOW, status)
-                status = torch.where(active & finite & ~ok, LEFT_DOMAIN, status)
+                field = exit_ = active & ~finite
+                if bool(field.any()):
+                    field, exit_ = _field_non_finite(inside, y, field, stages)
+                status = torch.where(field, NON_FINITE, status)
+                status = torch.where(active & ~finite & ~field, UNDERFLOW, status)
+                status = torch.where((active & finite & ~ok) | exit_, LEFT_DOMAIN, status)
                 moved = active & finite & ok
                 y = torch.where(moved[:, None], y_new, y)
                 t = torch.where(moved, t + h, t)
@@ -341,6 +390,42 @@ def _inside(inside, y_new, y, finite):
     if inside is None:
         return finite
     return torch.as_tensor(inside(torch.where(finite[:, None], y_new, y)), device=y.device) & finite
+
+
+def _field_non_finite(inside, y, rows, stages) -> tuple[torch.Tensor, torch.Tensor]:
+    """Why the ``rows`` (bool ``(B,)``) of a step went non-finite: ``(field, exit)``.
+
+    ``field``: the right-hand side is not finite at a stage point inside the domain, and no
+    finite stage point lies outside it; ``exit``: some finite stage point lies outside the
+    domain. ``stages`` holds the ``(point, derivative)`` pairs of the step.
+    """
+    hit = torch.zeros_like(rows)
+    out = torch.zeros_like(rows)
+    for point, k in stages:
+        finite = torch.isfinite(point).all(-1)
+        ok = _inside(inside, point, y, finite)
+        out = out | (finite & ~ok)
+        hit = hit | (ok & ~torch.isfinite(k).all(-1))
+    return rows & hit & ~out, rows & out
+
+
+def _dopri_stages(y, ks, h, y_new):
+    """``(point, derivative)`` of the stages 2–7 of a Dormand–Prince step (stage 1 is at the
+    accepted state, its derivative known finite; stage 7 is at the trial state)."""
+    points = [
+        y + h * sum(a * k for a, k in zip(row, ks, strict=False) if a != 0.0) for row in _A[1:]
+    ]
+    return list(zip(points + [y_new], ks[1:], strict=True))
+
+
+def _stop_non_finite_start(status, inside, y0, k0):
+    """Stop rows whose right-hand side is not finite at the initial state: ``"non_finite"``
+    inside the domain, ``"left_domain"`` outside it."""
+    bad = ~torch.isfinite(k0).all(-1)
+    if not bool(bad.any()):
+        return status
+    ok = _inside(inside, y0, y0, torch.isfinite(y0).all(-1))
+    return torch.where(bad, torch.where(ok, NON_FINITE, LEFT_DOMAIN), status)
 
 
 def _output_buffer(y, t_eval, t_end):

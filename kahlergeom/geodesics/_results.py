@@ -18,7 +18,7 @@ class ExpResult:
         velocity: velocity at t = 1 ``(..., n)``.
         success: bool ``(...)``: ``status == "success"``.
         status: int codes ``(...)`` (see `kahlergeom.geodesics.STATUS_NAMES`: success, left_domain,
-            step_underflow, max_steps, speed_drift).
+            step_underflow, max_steps, speed_drift, non_finite).
         reasons: counts of each outcome, e.g. ``{"success": 9, "left_domain": 1}``.
         n_steps: accepted steps ``(...)``.
         connection: ``"kahler"`` or ``"levi-civita"``.
@@ -51,7 +51,8 @@ class LogResult:
         length: ``|v|_{G(z)}``, the length of the geodesic found ``(...)``.
         converged: bool ``(...)``: the adaptive endpoint miss ``|exp_z(v) − w|_{G(w)}`` is at
             most the solver's tolerance.
-        residual: that endpoint miss ``(...)``.
+        residual: that endpoint miss ``(...)`` (inf where the integration failed, NaN where
+            it met a non-finite metric field).
         candidate_lengths: lengths of every candidate ``(..., S)`` (NaN where it did not
             converge or was not certified); ``length`` is their minimum.
         connection: ``"kahler"`` or ``"levi-civita"``.
@@ -61,7 +62,8 @@ class LogResult:
             ``None`` until certified.
         status: int codes ``(...)`` (see `kahlergeom.geodesics.STATUS_NAMES`): ``success``
             (converged and certified), ``not_converged``, ``conjugate_point`` (only candidates
-            through a conjugate point, i.e. not the distance), or an integrator failure.
+            through a conjugate point, i.e. not the distance), ``non_finite`` (every candidate's
+            integration met a non-finite metric field), or an integrator failure.
         certificate: what a certified length means for this manifold: ``"local"`` (locally
             minimising), or ``"global"`` when the manifold declares non-positive curvature on a
             simply connected domain (Cartan–Hadamard: the geodesic is the unique one, and the

@@ -36,7 +36,7 @@ from kahlergeom.geodesics._bvp import (
     real_metric_at,
 )
 from kahlergeom.geodesics._equations import connection_of
-from kahlergeom.geodesics._ode import NOT_CONVERGED, SUCCESS, Dopri5, Integrator
+from kahlergeom.geodesics._ode import NON_FINITE, NOT_CONVERGED, SUCCESS, Dopri5, Integrator
 from kahlergeom.geodesics._results import LogResult
 
 #: A Newton step damped below this factor makes no progress: the pair is given up.
@@ -373,6 +373,8 @@ class EnergyMinimisation(GeodesicSolver):
             connection=connection_of(manifold),
             solver=self,
             certified=c,
-            status=torch.where(c, SUCCESS, NOT_CONVERGED),
+            status=torch.where(
+                c, SUCCESS, torch.where(torch.isnan(Ls).all(0), NON_FINITE, NOT_CONVERGED)
+            ),
             certificate="polyline",
         )

@@ -258,8 +258,9 @@ class HermitianManifold(abc.ABC):
         ``(..., n)`` points and tangent vectors (broadcast) → ``(..., n)``. Integration of the
         geodesic equation of `connection` by ``integrator`` (default adaptive
         `kahlergeom.geodesics.Dopri5`). Where a trajectory leaves the domain, its step
-        underflows or its speed is not conserved (edge of the domain or of the floating-point
-        range), the output is NaN and a `GeodesicWarning` is emitted
+        underflows, its speed is not conserved (edge of the domain or of the floating-point
+        range) or it reaches a point where the metric field is not finite, the output is NaN
+        and a `GeodesicWarning` is emitted
         (`kahlergeom.geodesics.exp` returns the per-trajectory status instead).
         """
         r = _geo.exp(self, z, v, integrator=integrator)
