@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from kahlergeom._linalg import from_real, real_metric, to_real
-from kahlergeom.geodesics._equations import geodesic_rhs, inside_fn, variational_rhs
+from kahlergeom.geodesics._equations import geodesic_rhs, geodesic_variational_rhs, inside_fn
 from kahlergeom.geodesics._ode import (
     CONJUGATE_POINT,
     NOT_CONVERGED,
@@ -72,7 +72,6 @@ def flow(
     m, d = 2 * n, 4 * n
     Q = z.shape[0]
     dtype = uv.dtype
-    f = geodesic_rhs(manifold, traceable=jacobian)
     inside = inside_fn(manifold)
     y0 = torch.cat([to_real(z), uv], -1)
     grids = []
@@ -86,9 +85,13 @@ def flow(
         T0[:, torch.arange(m), m + torch.arange(m)] = 1
         y0 = torch.cat([y0, T0.reshape(Q, m * d)], -1)
         res = integrator.integrate(
-            variational_rhs(f, d, m), y0, inside=lambda Y: inside(Y[..., :d]), t_eval=t_eval
+            geodesic_variational_rhs(manifold),
+            y0,
+            inside=lambda Y: inside(Y[..., :d]),
+            t_eval=t_eval,
         )
     else:
+        f = geodesic_rhs(manifold, traceable=False)
         res = integrator.integrate(f, y0, inside=inside, t_eval=t_eval)
     J = cert = pts = None
     if jacobian:

@@ -18,6 +18,34 @@ def _outer_conj(z: torch.Tensor) -> torch.Tensor:
     return z.conj().unsqueeze(-1) * z.unsqueeze(-2)
 
 
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Σ_b a_b b_b over the last axis, keeping it (``(..., 1)``)."""
+    return (a * b).sum(-1, keepdim=True)
+
+
+def _radial_christoffel(z, u, v, c):
+    r"""$\Gamma(u, v) = c\,(u\,\langle\bar z, v\rangle + v\,\langle\bar z, u\rangle)$, the
+    Christoffel contraction of a potential $\varphi(|z|^2)$ whose symbols are
+    $\Gamma^l_{ab} = c(|z|^2)(\delta_{la}\bar z_b + \delta_{lb}\bar z_a)$; ``c`` is ``(..., 1)``."""
+    zc = z.conj()
+    return c * (u * _dot(zc, v) + v * _dot(zc, u))
+
+
+def _radial_christoffel_derivative(z, dz, u, v, c, dc_dx):
+    """Derivative of `_radial_christoffel` along the real direction ``dz`` (``c = c(|z|²)``,
+    ``dc_dx = c'(|z|²)``, both ``(..., 1)``)."""
+    zc, dzc = z.conj(), dz.conj()
+    dx = 2 * _dot(zc, dz).real  # d|z|² along dz
+    return dc_dx * dx * (u * _dot(zc, v) + v * _dot(zc, u)) + c * (
+        u * _dot(dzc, v) + v * _dot(dzc, u)
+    )
+
+
+def _broadcast_sq_norm(*tensors):
+    tensors = torch.broadcast_tensors(*tensors)
+    return tensors, sq_norm(tensors[0]).unsqueeze(-1)
+
+
 class Flat(KahlerPotential):
     r"""Flat C^n: $K = |z|^2$, $G = I$ (the Euclidean metric of R^{2n})."""
 
@@ -32,6 +60,17 @@ class Flat(KahlerPotential):
 
     def partial(self, z):
         return z.conj()
+
+    def christoffel_contract(self, z, u, v):
+        """Γ = 0."""
+        return torch.zeros(
+            torch.broadcast_shapes(z.shape, u.shape, v.shape), dtype=z.dtype, device=z.device
+        )
+
+    def christoffel_contract_derivative(self, z, dz, u, v):
+        """0."""
+        shape = torch.broadcast_shapes(z.shape, dz.shape, u.shape, v.shape)
+        return torch.zeros(shape, dtype=z.dtype, device=z.device)
 
     def log_det_levi(self, z):
         r"""$\log\det G = 0$, real ``(...)``."""
@@ -93,6 +132,16 @@ class FubiniStudy(KahlerPotential):
     def partial(self, z):
         return z.conj() / (1 + sq_norm(z)).unsqueeze(-1)
 
+    def christoffel_contract(self, z, u, v):
+        r"""$\Gamma^l_{ab} = -(\delta_{la}\bar z_b + \delta_{lb}\bar z_a)/(1+|z|^2)$."""
+        (z, u, v), x = _broadcast_sq_norm(z, u, v)
+        return _radial_christoffel(z, u, v, -1 / (1 + x))
+
+    def christoffel_contract_derivative(self, z, dz, u, v):
+        (z, dz, u, v), x = _broadcast_sq_norm(z, dz, u, v)
+        t = 1 / (1 + x)
+        return _radial_christoffel_derivative(z, dz, u, v, -t, t * t)
+
     def log_det_levi(self, z):
         r"""$\log\det G = -(n+1)\log(1+|z|^2)$, real ``(...)`` (closed form, no matrix)."""
         return -(self.n + 1) * torch.log1p(sq_norm(z))
@@ -121,6 +170,16 @@ class ComplexHyperbolic(KahlerPotential):
 
     def partial(self, z):
         return z.conj() / (1 - sq_norm(z)).unsqueeze(-1)
+
+    def christoffel_contract(self, z, u, v):
+        r"""$\Gamma^l_{ab} = (\delta_{la}\bar z_b + \delta_{lb}\bar z_a)/(1-|z|^2)$."""
+        (z, u, v), x = _broadcast_sq_norm(z, u, v)
+        return _radial_christoffel(z, u, v, 1 / (1 - x))
+
+    def christoffel_contract_derivative(self, z, dz, u, v):
+        (z, dz, u, v), x = _broadcast_sq_norm(z, dz, u, v)
+        t = 1 / (1 - x)
+        return _radial_christoffel_derivative(z, dz, u, v, t, t * t)
 
     def log_det_levi(self, z):
         r"""$\log\det G = -(n+1)\log(1-|z|^2)$, real ``(...)`` (closed form, no matrix)."""
@@ -168,6 +227,26 @@ class SiegelDisk(KahlerPotential):
         k = self.k
         G = A.transpose(-1, -2)[..., :, None, :, None] * B[..., None, :, None, :]
         return G.reshape(*z.shape[:-1], k * k, k * k)
+
+    def _flat(self, X):
+        return X.reshape(*X.shape[:-2], self.k * self.k)
+
+    def christoffel_contract(self, z, u, v):
+        r"""$\Gamma(U, V) = U\,C\,V + V\,C\,U$ with $C = (I - Z^HZ)^{-1}Z^H$ (matrices
+        row-major as the points): $\partial_U h(V, W) = h(\Gamma(U, V), W)$ for
+        $h(V, W) = \mathrm{tr}[(I-ZZ^H)^{-1}V(I-Z^HZ)^{-1}W^H]$."""
+        z, u, v = torch.broadcast_tensors(z, u, v)
+        Z, U, V = self._matrix(z), self._matrix(u), self._matrix(v)
+        C = torch.linalg.solve(self._eye(z) - Z.mH @ Z, Z.mH)
+        return self._flat(U @ C @ V + V @ C @ U)
+
+    def christoffel_contract_derivative(self, z, dz, u, v):
+        z, dz, u, v = torch.broadcast_tensors(z, dz, u, v)
+        Z, dZ, U, V = self._matrix(z), self._matrix(dz), self._matrix(u), self._matrix(v)
+        B = torch.linalg.inv(self._eye(z) - Z.mH @ Z)
+        # d[(I - ZᴴZ)⁻¹Zᴴ] = B (dZᴴZ + ZᴴdZ) B Zᴴ + B dZᴴ
+        dC = B @ ((dZ.mH @ Z + Z.mH @ dZ) @ (B @ Z.mH) + dZ.mH)
+        return self._flat(U @ dC @ V + V @ dC @ U)
 
     def __repr__(self):
         return f"SiegelDisk(k={self.k})"
