@@ -71,9 +71,11 @@ def _closed_form_rhs(cf, n: int, transport: bool) -> Callable:
     def f(y: torch.Tensor) -> torch.Tensor:
         ud = y[..., 2 * n : 4 * n]
         z, zd = from_real(y[..., : 2 * n]), from_real(ud)
-        parts = [ud, to_real(-cf.christoffel_contract(z, zd, zd))]
+        acc = cf.christoffel_contract(z, zd, zd)
+        parts = [ud, -acc.real, -acc.imag]
         if transport:
-            parts.append(to_real(-cf.christoffel_contract(z, zd, from_real(y[..., 4 * n :]))))
+            tr = cf.christoffel_contract(z, zd, from_real(y[..., 4 * n :]))
+            parts += [-tr.real, -tr.imag]
         return torch.cat(parts, -1)
 
     return f
@@ -208,7 +210,7 @@ def geodesic_variational_rhs(manifold) -> Callable:
         dz, dzd = from_real(T[..., : 2 * n]), from_real(T[..., 2 * n :])
         dacc = cf.christoffel_contract_derivative(z, dz, zd, zd)
         dacc = dacc + 2 * cf.christoffel_contract(z, zd, dzd)
-        dT = torch.cat([T[..., 2 * n :], to_real(-dacc)], -1)
+        dT = torch.cat([T[..., 2 * n :], -dacc.real, -dacc.imag], -1)
         return torch.cat([f(y), dT.reshape(B, m * d)], -1)
 
     return F

@@ -19,31 +19,33 @@ def _outer_conj(z: torch.Tensor) -> torch.Tensor:
 
 
 def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Σ_b a_b b_b over the last axis, keeping it (``(..., 1)``)."""
-    return (a * b).sum(-1, keepdim=True)
+    """Σ_b conj(a_b) b_b over the last axis, keeping it (``(..., 1)``)."""
+    return torch.linalg.vecdot(a, b).unsqueeze(-1)
 
 
+def _radial_x(z: torch.Tensor) -> torch.Tensor:
+    """|z|², real ``(..., 1)``."""
+    return _dot(z, z).real
+
+
+# Potentials φ(|z|²) (Fubini–Study, the ball) have Christoffel symbols
+# Γ^l_ab = c(|z|²)(δ_la z̄_b + δ_lb z̄_a), so Γ(u, v) = c (u ⟨z, v⟩ + v ⟨z, u⟩) with
+# ⟨a, b⟩ = Σ conj(a) b. Written with few tensor operations: geodesic integrations evaluate them
+# millions of times on small batches, where the per-operation overhead is the whole cost.
 def _radial_christoffel(z, u, v, c):
-    r"""$\Gamma(u, v) = c\,(u\,\langle\bar z, v\rangle + v\,\langle\bar z, u\rangle)$, the
-    Christoffel contraction of a potential $\varphi(|z|^2)$ whose symbols are
-    $\Gamma^l_{ab} = c(|z|^2)(\delta_{la}\bar z_b + \delta_{lb}\bar z_a)$; ``c`` is ``(..., 1)``."""
-    zc = z.conj()
-    return c * (u * _dot(zc, v) + v * _dot(zc, u))
+    """Γ(u, v) for symbols c(|z|²)(δ_la z̄_b + δ_lb z̄_a); ``c`` real ``(..., 1)``."""
+    if v is u:
+        return u * (2 * c * _dot(z, u))
+    return c * (u * _dot(z, v) + v * _dot(z, u))
 
 
 def _radial_christoffel_derivative(z, dz, u, v, c, dc_dx):
     """Derivative of `_radial_christoffel` along the real direction ``dz`` (``c = c(|z|²)``,
     ``dc_dx = c'(|z|²)``, both ``(..., 1)``)."""
-    zc, dzc = z.conj(), dz.conj()
-    dx = 2 * _dot(zc, dz).real  # d|z|² along dz
-    return dc_dx * dx * (u * _dot(zc, v) + v * _dot(zc, u)) + c * (
-        u * _dot(dzc, v) + v * _dot(dzc, u)
-    )
-
-
-def _broadcast_sq_norm(*tensors):
-    tensors = torch.broadcast_tensors(*tensors)
-    return tensors, sq_norm(tensors[0]).unsqueeze(-1)
+    dcx = 2 * dc_dx * _dot(z, dz).real  # c' · d|z|² along dz
+    if v is u:
+        return u * (2 * (dcx * _dot(z, u) + c * _dot(dz, u)))
+    return dcx * (u * _dot(z, v) + v * _dot(z, u)) + c * (u * _dot(dz, v) + v * _dot(dz, u))
 
 
 class Flat(KahlerPotential):
@@ -134,12 +136,10 @@ class FubiniStudy(KahlerPotential):
 
     def christoffel_contract(self, z, u, v):
         r"""$\Gamma^l_{ab} = -(\delta_{la}\bar z_b + \delta_{lb}\bar z_a)/(1+|z|^2)$."""
-        (z, u, v), x = _broadcast_sq_norm(z, u, v)
-        return _radial_christoffel(z, u, v, -1 / (1 + x))
+        return _radial_christoffel(z, u, v, -(1 + _radial_x(z)).reciprocal())
 
     def christoffel_contract_derivative(self, z, dz, u, v):
-        (z, dz, u, v), x = _broadcast_sq_norm(z, dz, u, v)
-        t = 1 / (1 + x)
+        t = (1 + _radial_x(z)).reciprocal()
         return _radial_christoffel_derivative(z, dz, u, v, -t, t * t)
 
     def log_det_levi(self, z):
@@ -173,12 +173,10 @@ class ComplexHyperbolic(KahlerPotential):
 
     def christoffel_contract(self, z, u, v):
         r"""$\Gamma^l_{ab} = (\delta_{la}\bar z_b + \delta_{lb}\bar z_a)/(1-|z|^2)$."""
-        (z, u, v), x = _broadcast_sq_norm(z, u, v)
-        return _radial_christoffel(z, u, v, 1 / (1 - x))
+        return _radial_christoffel(z, u, v, (1 - _radial_x(z)).reciprocal())
 
     def christoffel_contract_derivative(self, z, dz, u, v):
-        (z, dz, u, v), x = _broadcast_sq_norm(z, dz, u, v)
-        t = 1 / (1 - x)
+        t = (1 - _radial_x(z)).reciprocal()
         return _radial_christoffel_derivative(z, dz, u, v, t, t * t)
 
     def log_det_levi(self, z):
