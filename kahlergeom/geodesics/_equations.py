@@ -57,9 +57,9 @@ def _holomorphic_derivative_eager(metric_fn: Callable, z: torch.Tensor, zd: torc
 
 def closed_form_of(manifold):
     """The manifold's closed-form Christoffel contractions (an object with
-    ``christoffel_contract(z, u, v)`` and ``christoffel_contract_derivative(z, dz, u, v)``, e.g.
-    a closed-form potential), from its optional ``closed_form_christoffel`` attribute; ``None``
-    when it has none or is not Kähler."""
+    ``christoffel_contract(z, u, v)`` and ``christoffel_spray_linearised(z, u, dz, du)``, e.g. a
+    closed-form `KahlerPotential`), from its optional ``closed_form_christoffel`` attribute;
+    ``None`` when it has none or is not Kähler."""
     if not manifold.is_kahler:
         return None
     return getattr(manifold, "closed_form_christoffel", None)
@@ -208,8 +208,7 @@ def geodesic_variational_rhs(manifold) -> Callable:
         T = Y[:, d:].reshape(B, m, d)
         z, zd = from_real(y[:, None, : 2 * n]), from_real(y[:, None, 2 * n :])
         dz, dzd = from_real(T[..., : 2 * n]), from_real(T[..., 2 * n :])
-        dacc = cf.christoffel_contract_derivative(z, dz, zd, zd)
-        dacc = dacc + 2 * cf.christoffel_contract(z, zd, dzd)
+        dacc = cf.christoffel_spray_linearised(z, zd, dz, dzd)
         dT = torch.cat([T[..., 2 * n :], -dacc.real, -dacc.imag], -1)
         return torch.cat([f(y), dT.reshape(B, m * d)], -1)
 

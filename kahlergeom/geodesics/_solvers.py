@@ -256,8 +256,8 @@ class Shooting(GeodesicSolver):
             if not bool(todo.any()):
                 break
             idx = todo.nonzero().squeeze(-1)
-            near = bool((rn[idx] <= LOOSE_UNTIL[dtype]).any())
-            use_loose = loose is not None and not near and it < self.max_iter
+            far = bool((rn[idx] > LOOSE_UNTIL[dtype]).any())
+            use_loose = loose is not None and far and it < self.max_iter
             fl = flow(
                 manifold, z[idx], trial[idx], loose if use_loose else self.integrator, jacobian=True
             )

@@ -90,6 +90,19 @@ class KahlerPotential(abc.ABC):
         z, dz, u, v = torch.broadcast_tensors(z, dz, u, v)
         return jvp(lambda x: self.christoffel_contract(x, u, v), (z,), (dz,))[1]
 
+    def christoffel_spray_linearised(
+        self, z: torch.Tensor, u: torch.Tensor, dz: torch.Tensor, du: torch.Tensor
+    ) -> torch.Tensor:
+        r"""Linearisation of the spray $(z, u) \mapsto \Gamma_z(u, u)$ along ``(dz, du)``:
+        $\partial_{dz}\Gamma_z(u, u) + 2\,\Gamma_z(u, du)$, ``(..., n)`` (broadcast).
+
+        The variational (Jacobi) equations of geodesics integrate it. Default: from
+        `christoffel_contract_derivative` and `christoffel_contract`; a closed form may fuse them.
+        """
+        return self.christoffel_contract_derivative(z, dz, u, u) + 2 * self.christoffel_contract(
+            z, u, du
+        )
+
     @property
     def has_closed_form_levi(self) -> bool:
         """True when the class overrides `levi` with a closed form."""

@@ -48,6 +48,16 @@ def _radial_christoffel_derivative(z, dz, u, v, c, dc_dx):
     return dcx * (u * _dot(z, v) + v * _dot(z, u)) + c * (u * _dot(dz, v) + v * _dot(dz, u))
 
 
+def _radial_spray_linearised(z, u, dz, du, c, dc_dx):
+    """`KahlerPotential.christoffel_spray_linearised` for symbols c(|z|²)(δ_la z̄_b + δ_lb z̄_a):
+    with s = ⟨z, u⟩, 2[(c' d|z|² s + c ds) u + c s du], ds = ⟨dz, u⟩ + ⟨z, du⟩."""
+    s = _dot(z, u)
+    ds = _dot(dz, u) + _dot(z, du)
+    dcx = 2 * dc_dx * _dot(z, dz).real
+    cs = 2 * c * s
+    return u * (2 * (dcx * s + c * ds)) + du * cs
+
+
 class Flat(KahlerPotential):
     r"""Flat C^n: $K = |z|^2$, $G = I$ (the Euclidean metric of R^{2n})."""
 
@@ -72,6 +82,11 @@ class Flat(KahlerPotential):
     def christoffel_contract_derivative(self, z, dz, u, v):
         """0."""
         shape = torch.broadcast_shapes(z.shape, dz.shape, u.shape, v.shape)
+        return torch.zeros(shape, dtype=z.dtype, device=z.device)
+
+    def christoffel_spray_linearised(self, z, u, dz, du):
+        """0."""
+        shape = torch.broadcast_shapes(z.shape, u.shape, dz.shape, du.shape)
         return torch.zeros(shape, dtype=z.dtype, device=z.device)
 
     def log_det_levi(self, z):
@@ -142,6 +157,10 @@ class FubiniStudy(KahlerPotential):
         t = (1 + _radial_x(z)).reciprocal()
         return _radial_christoffel_derivative(z, dz, u, v, -t, t * t)
 
+    def christoffel_spray_linearised(self, z, u, dz, du):
+        t = (1 + _radial_x(z)).reciprocal()
+        return _radial_spray_linearised(z, u, dz, du, -t, t * t)
+
     def log_det_levi(self, z):
         r"""$\log\det G = -(n+1)\log(1+|z|^2)$, real ``(...)`` (closed form, no matrix)."""
         return -(self.n + 1) * torch.log1p(sq_norm(z))
@@ -178,6 +197,10 @@ class ComplexHyperbolic(KahlerPotential):
     def christoffel_contract_derivative(self, z, dz, u, v):
         t = (1 - _radial_x(z)).reciprocal()
         return _radial_christoffel_derivative(z, dz, u, v, t, t * t)
+
+    def christoffel_spray_linearised(self, z, u, dz, du):
+        t = (1 - _radial_x(z)).reciprocal()
+        return _radial_spray_linearised(z, u, dz, du, t, t * t)
 
     def log_det_levi(self, z):
         r"""$\log\det G = -(n+1)\log(1-|z|^2)$, real ``(...)`` (closed form, no matrix)."""

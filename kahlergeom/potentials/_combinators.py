@@ -82,6 +82,18 @@ class Product(KahlerPotential):
         )
         return torch.cat([p.christoffel_contract_derivative(*args) for p, *args in parts], -1)
 
+    def christoffel_spray_linearised(self, z, u, dz, du):
+        z, u, dz, du = torch.broadcast_tensors(z, u, dz, du)
+        parts = zip(
+            self.factors,
+            self._split(z),
+            self._split(u),
+            self._split(dz),
+            self._split(du),
+            strict=True,
+        )
+        return torch.cat([p.christoffel_spray_linearised(*args) for p, *args in parts], -1)
+
     @property
     def has_closed_form_christoffel(self) -> bool:
         """Every factor has closed-form Christoffel contractions."""
