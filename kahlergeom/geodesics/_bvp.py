@@ -147,6 +147,41 @@ def energy_fn(manifold, K: int):
     return energy
 
 
+def segment_energy_fn(manifold, K: int):
+    r"""Energy of one segment of a polyline with K interior nodes, ``(a, b) (2n,) each → e``.
+
+    $e = (K+1)\,|b - a|^2_{G((a+b)/2)}$ in real coordinates; `energy_fn` is the sum over the
+    K + 1 segments. Differentiated per segment (a function of 4n variables) and assembled by
+    `assemble_polyline_derivatives`, its Hessian costs a fraction of the whole energy's.
+    """
+    metric_fn = manifold.metric_field
+
+    def energy(a, b):
+        d, m = from_real(b - a), from_real(0.5 * (a + b))
+        q = torch.einsum("a,ab,b->", d, metric_fn(m), d.conj()).real
+        return (K + 1) * q
+
+    return energy
+
+
+def assemble_polyline_derivatives(ga, gb, Haa, Hab, Hbb):
+    """Gradient ``(P, K·2n)`` and Hessian ``(P, K·2n, K·2n)`` of a polyline energy over its K
+    interior nodes from the per-segment derivatives w.r.t. the segment's start a and end b
+    (``(P, K+1, 2n)`` and ``(P, K+1, 2n, 2n)``; segment k joins nodes k and k+1, nodes 0 and
+    K+1 being the fixed ends): block tridiagonal."""
+    P, S, m = ga.shape
+    K = S - 1
+    g = (gb[:, :-1] + ga[:, 1:]).reshape(P, K * m)
+    H = ga.new_zeros(P, K, m, K, m)
+    ar = torch.arange(K, device=ga.device)
+    H[:, ar, :, ar, :] = (Hbb[:, :-1] + Haa[:, 1:]).transpose(0, 1)
+    if K > 1:
+        off = Hab[:, 1:-1].transpose(0, 1)  # (K-1, P, m, m): node i (a of segment i) with i+1
+        H[:, ar[:-1], :, ar[1:], :] = off
+        H[:, ar[1:], :, ar[:-1], :] = off.transpose(-1, -2)
+    return g, H.reshape(P, K * m, K * m)
+
+
 def polyline_inside(manifold, z, w, X) -> torch.Tensor:
     """bool ``(P,)``: the nodes ``X`` ``(P, K, n)`` and every segment midpoint lie in the domain."""
     pts = torch.cat([z[:, None], X, w[:, None]], 1)

@@ -26,6 +26,7 @@ from torch.func import grad, hessian, vmap
 from kahlergeom._checks import check_optional_positive, check_positive_int
 from kahlergeom._linalg import from_real, to_real
 from kahlergeom.geodesics._bvp import (
+    assemble_polyline_derivatives,
     endpoint_miss,
     energy_fn,
     flow,
@@ -35,6 +36,7 @@ from kahlergeom.geodesics._bvp import (
     polyline_length,
     polyline_tangent,
     real_metric_at,
+    segment_energy_fn,
 )
 from kahlergeom.geodesics._equations import closed_form_of, connection_of
 from kahlergeom.geodesics._ode import NOT_CONVERGED, SUCCESS, Dopri5, Integrator
@@ -363,13 +365,31 @@ class EnergyMinimisation(GeodesicSolver):
         """
         P, K, n = X0.shape
         energy = energy_fn(manifold, K)
-        vE, vG, vH = vmap(energy), vmap(grad(energy)), vmap(hessian(energy))
+        vE = vmap(energy)
+        seg = segment_energy_fn(manifold, K)
+        vg = vmap(grad(seg, argnums=(0, 1)))
+        vh = vmap(hessian(seg, argnums=(0, 1)))
         dtype = z.real.dtype
         eps = torch.finfo(dtype).eps
         p = to_real(X0).reshape(P, K * 2 * n)
         uz, uw = to_real(z), to_real(w)
+
+        def derivatives(p):
+            """Gradient and Hessian of the energy, per segment (4n variables) and assembled."""
+            pts = torch.cat([uz[:, None], p.reshape(P, K, 2 * n), uw[:, None]], 1)
+            a, b = pts[:, :-1].reshape(-1, 2 * n), pts[:, 1:].reshape(-1, 2 * n)
+            (ga, gb), ((Haa, Hab), (_, Hbb)) = vg(a, b), vh(a, b)
+            S = (P, K + 1, 2 * n)
+            return assemble_polyline_derivatives(
+                ga.reshape(S),
+                gb.reshape(S),
+                Haa.reshape(*S, -1),
+                Hab.reshape(*S, -1),
+                Hbb.reshape(*S, -1),
+            )
+
         E = vE(p, uz, uw)
-        g, H = vG(p, uz, uw), vH(p, uz, uw)
+        g, H = derivatives(p)
         eye = torch.eye(p.shape[-1], dtype=dtype, device=z.device)
         lam = INITIAL_DAMPING * torch.diagonal(H, dim1=-2, dim2=-1).abs().mean(-1).clamp_min(eps)
         converged = torch.zeros(P, dtype=torch.bool, device=z.device)
@@ -392,7 +412,7 @@ class EnergyMinimisation(GeodesicSolver):
             converged = converged | (accept & (step < eps**0.5))
             converged = converged | (active & (lam > STALL_DAMPING * (1 + E.abs())))
             if bool(accept.any()):
-                g, H = vG(p, uz, uw), vH(p, uz, uw)
+                g, H = derivatives(p)
         gnorm = g.abs().amax(-1) / (1 + E.abs())
         return from_real(p.reshape(P, K, 2 * n)), converged & (gnorm < ENERGY_GRAD_TOL)
 
