@@ -72,6 +72,9 @@ RESTART_SCALES = (0.5, 0.25, 1.0, 0.75)
 #: last iterations, whose residuals decide convergence, use the integrator as given.
 LOOSE_RTOL = {torch.float64: 1e-7, torch.float32: 1e-4}
 LOOSE_UNTIL = {torch.float64: 1e-4, torch.float32: 1e-2}
+#: Step budget of a loose integration: a trial trajectory that runs towards the edge of the
+#: chart only costs a rejected step, instead of holding the whole batch for `DEFAULT_MAX_STEPS`.
+LOOSE_MAX_STEPS = 1000
 JACOBIAN_MODES = ("auto", "exact", "broyden")
 
 
@@ -225,7 +228,9 @@ class Shooting(GeodesicSolver):
         if type(it) is not Dopri5 or it.rtol is not None or it.atol is not None:
             return None
         tol = LOOSE_RTOL[dtype]
-        return dataclasses.replace(it, rtol=tol, atol=tol)
+        return dataclasses.replace(
+            it, rtol=tol, atol=tol, max_steps=min(it.max_steps, LOOSE_MAX_STEPS)
+        )
 
     def _refine_newton(self, manifold, z, w, v0):
         """`refine` with the exact Jacobian at every iterate (``jacobian="exact"``).
