@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from kahlergeom._linalg import from_real, real_metric, to_real
-from kahlergeom.geodesics._equations import geodesic_rhs, inside_fn, variational_rhs
+from kahlergeom.geodesics._equations import geodesic_rhs, geodesic_variational_rhs, inside_fn
 from kahlergeom.geodesics._ode import (
     CONJUGATE_POINT,
     NON_FINITE,
@@ -73,7 +73,6 @@ def flow(
     m, d = 2 * n, 4 * n
     Q = z.shape[0]
     dtype = uv.dtype
-    f = geodesic_rhs(manifold, traceable=jacobian)
     inside = inside_fn(manifold)
     y0 = torch.cat([to_real(z), uv], -1)
     grids = []
@@ -87,9 +86,13 @@ def flow(
         T0[:, torch.arange(m), m + torch.arange(m)] = 1
         y0 = torch.cat([y0, T0.reshape(Q, m * d)], -1)
         res = integrator.integrate(
-            variational_rhs(f, d, m), y0, inside=lambda Y: inside(Y[..., :d]), t_eval=t_eval
+            geodesic_variational_rhs(manifold),
+            y0,
+            inside=lambda Y: inside(Y[..., :d]),
+            t_eval=t_eval,
         )
     else:
+        f = geodesic_rhs(manifold, traceable=False)
         res = integrator.integrate(f, y0, inside=inside, t_eval=t_eval)
     J = cert = pts = None
     if jacobian:
@@ -145,6 +148,41 @@ def energy_fn(manifold, K: int):
         return (K + 1) * q.sum()
 
     return energy
+
+
+def segment_energy_fn(manifold, K: int):
+    r"""Energy of one segment of a polyline with K interior nodes, ``(a, b) (2n,) each → e``.
+
+    $e = (K+1)\,|b - a|^2_{G((a+b)/2)}$ in real coordinates; `energy_fn` is the sum over the
+    K + 1 segments. Differentiated per segment (a function of 4n variables) and assembled by
+    `assemble_polyline_derivatives`, its Hessian costs a fraction of the whole energy's.
+    """
+    metric_fn = manifold.metric_field
+
+    def energy(a, b):
+        d, m = from_real(b - a), from_real(0.5 * (a + b))
+        q = torch.einsum("a,ab,b->", d, metric_fn(m), d.conj()).real
+        return (K + 1) * q
+
+    return energy
+
+
+def assemble_polyline_derivatives(ga, gb, Haa, Hab, Hbb):
+    """Gradient ``(P, K·2n)`` and Hessian ``(P, K·2n, K·2n)`` of a polyline energy over its K
+    interior nodes from the per-segment derivatives w.r.t. the segment's start a and end b
+    (``(P, K+1, 2n)`` and ``(P, K+1, 2n, 2n)``; segment k joins nodes k and k+1, nodes 0 and
+    K+1 being the fixed ends): block tridiagonal."""
+    P, S, m = ga.shape
+    K = S - 1
+    g = (gb[:, :-1] + ga[:, 1:]).reshape(P, K * m)
+    H = ga.new_zeros(P, K, m, K, m)
+    ar = torch.arange(K, device=ga.device)
+    H[:, ar, :, ar, :] = (Hbb[:, :-1] + Haa[:, 1:]).transpose(0, 1)
+    if K > 1:
+        off = Hab[:, 1:-1].transpose(0, 1)  # (K-1, P, m, m): node i (a of segment i) with i+1
+        H[:, ar[:-1], :, ar[1:], :] = off
+        H[:, ar[1:], :, ar[:-1], :] = off.transpose(-1, -2)
+    return g, H.reshape(P, K * m, K * m)
 
 
 def polyline_inside(manifold, z, w, X) -> torch.Tensor:

@@ -55,11 +55,39 @@ def _holomorphic_derivative_eager(metric_fn: Callable, z: torch.Tensor, zd: torc
     return out.primal[0], wirtinger(out.tangent[0], out.tangent[1])[0]
 
 
+def closed_form_of(manifold):
+    """The manifold's closed-form Christoffel contractions (an object with
+    ``christoffel_contract(z, u, v)`` and ``christoffel_spray_linearised(z, u, dz, du)``, e.g. a
+    closed-form `KahlerPotential`), from its optional ``closed_form_christoffel`` attribute;
+    ``None`` when it has none or is not Kähler."""
+    if not manifold.is_kahler:
+        return None
+    return getattr(manifold, "closed_form_christoffel", None)
+
+
+def _closed_form_rhs(cf, n: int, transport: bool) -> Callable:
+    """`geodesic_rhs` from closed-form contractions: no automatic differentiation."""
+
+    def f(y: torch.Tensor) -> torch.Tensor:
+        ud = y[..., 2 * n : 4 * n]
+        z, zd = from_real(y[..., : 2 * n]), from_real(ud)
+        acc = cf.christoffel_contract(z, zd, zd)
+        parts = [ud, -acc.real, -acc.imag]
+        if transport:
+            tr = cf.christoffel_contract(z, zd, from_real(y[..., 4 * n :]))
+            parts += [-tr.real, -tr.imag]
+        return torch.cat(parts, -1)
+
+    return f
+
+
 def geodesic_rhs(manifold, transport: bool = False, *, traceable: bool = True) -> Callable:
     r"""Right-hand side ``y ↦ ẏ`` of the geodesic (and transport) system, ``(..., 4n|6n)``.
 
     Unchecked and, with ``traceable`` (default), traceable by ``torch.func`` (the connection
-    choice is a static branch); ``traceable=False`` computes the Kähler metric derivative with
+    choice is a static branch). A Kähler manifold with closed-form Christoffel contractions
+    (`closed_form_of`) uses them directly: no automatic differentiation at all. Otherwise
+    ``traceable=False`` computes the Kähler metric derivative with
     ``torch.autograd.forward_ad`` dual tensors (about half the per-call overhead, but not
     usable under ``torch.func`` transforms). The Christoffel contractions are computed
     without forming Γ: Kähler,
@@ -69,6 +97,9 @@ def geodesic_rhs(manifold, transport: bool = False, *, traceable: bool = True) -
     + dG_R[X]\dot u - \nabla_u(\dot u^\top G_R X))]_k$.
     """
     n = manifold.n
+    cf = closed_form_of(manifold)
+    if cf is not None:
+        return _closed_form_rhs(cf, n, transport)
     metric_fn = manifold.metric_field
     kahler = manifold.is_kahler
     gr_fn = real_metric_fn(metric_fn)
@@ -151,5 +182,34 @@ def variational_rhs(f: Callable, d: int, m: int) -> Callable:
         T = Y[:, d:].reshape(B, m, d).transpose(0, 1)  # (m, B, d)
         fy, dT = vmap(lambda t: jvp(f, (y,), (t,)), out_dims=(None, 0))(T)
         return torch.cat([fy, dT.transpose(0, 1).reshape(B, m * d)], -1)
+
+    return F
+
+
+def geodesic_variational_rhs(manifold) -> Callable:
+    r"""`variational_rhs` of the geodesic system (``d = 4n``, ``m = 2n`` tangents).
+
+    With closed-form Christoffel contractions (`closed_form_of`) the linearisation is written
+    out, batched over the m tangents by broadcasting and without automatic differentiation:
+    for $\ddot z = -\Gamma_z(\dot z, \dot z)$,
+    $\delta\ddot z = -\partial_{\delta z}\Gamma_z(\dot z, \dot z) - 2\,\Gamma_z(\dot z,
+    \delta\dot z)$ (Γ symmetric). Otherwise forward-mode products of `geodesic_rhs`.
+    """
+    n = manifold.n
+    d, m = 4 * n, 2 * n
+    cf = closed_form_of(manifold)
+    if cf is None:
+        return variational_rhs(geodesic_rhs(manifold), d, m)
+    f = _closed_form_rhs(cf, n, transport=False)
+
+    def F(Y: torch.Tensor) -> torch.Tensor:
+        B = Y.shape[0]
+        y = Y[:, :d]
+        T = Y[:, d:].reshape(B, m, d)
+        z, zd = from_real(y[:, None, : 2 * n]), from_real(y[:, None, 2 * n :])
+        dz, dzd = from_real(T[..., : 2 * n]), from_real(T[..., 2 * n :])
+        dacc = cf.christoffel_spray_linearised(z, zd, dz, dzd)
+        dT = torch.cat([T[..., 2 * n :], -dacc.real, -dacc.imag], -1)
+        return torch.cat([f(y), dT.reshape(B, m * d)], -1)
 
     return F

@@ -16,6 +16,7 @@ conjugate point is not locally minimising, so its length is not the distance.
 from __future__ import annotations
 
 import abc
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -25,6 +26,7 @@ from torch.func import grad, hessian, vmap
 from kahlergeom._checks import check_optional_positive, check_positive_int
 from kahlergeom._linalg import from_real, to_real
 from kahlergeom.geodesics._bvp import (
+    assemble_polyline_derivatives,
     endpoint_miss,
     energy_fn,
     flow,
@@ -34,8 +36,9 @@ from kahlergeom.geodesics._bvp import (
     polyline_length,
     polyline_tangent,
     real_metric_at,
+    segment_energy_fn,
 )
-from kahlergeom.geodesics._equations import connection_of
+from kahlergeom.geodesics._equations import closed_form_of, connection_of
 from kahlergeom.geodesics._ode import NON_FINITE, NOT_CONVERGED, SUCCESS, Dopri5, Integrator
 from kahlergeom.geodesics._results import LogResult
 
@@ -63,6 +66,16 @@ BEND_HALVINGS = 8
 #: shortest such candidate v. Going the other way round the geodesic (as on a great circle of
 #: Fubini–Study, where the short arc has length π − L) is the usual way out.
 RESTART_SCALES = (0.5, 0.25, 1.0, 0.75)
+#: Newton shooting (``jacobian="exact"``) integrates with `LOOSE_RTOL` (a `Dopri5` with default
+#: tolerances only) while most active pairs' endpoint misses are above `LOOSE_UNTIL`: far from
+#: the solution an inexact flow gives as good a Newton step at a fraction of the steps; the
+#: last iterations, whose residuals decide convergence, use the integrator as given.
+LOOSE_RTOL = {torch.float64: 1e-7, torch.float32: 1e-4}
+LOOSE_UNTIL = {torch.float64: 1e-4, torch.float32: 1e-2}
+#: Step budget of a loose integration: a trial trajectory that runs towards the edge of the
+#: chart only costs a rejected step, instead of holding the whole batch for `DEFAULT_MAX_STEPS`.
+LOOSE_MAX_STEPS = 1000
+JACOBIAN_MODES = ("auto", "exact", "broyden")
 
 
 def default_tol(dtype: torch.dtype) -> float:
@@ -97,19 +110,33 @@ class Shooting(GeodesicSolver):
     Used alone it starts from the straight-line velocity ``v = w − z`` and is local: far pairs
     need `EnergyMinimisation`, which calls it to refine.
 
+    Two Jacobian strategies (``jacobian``): ``"exact"`` integrates the variational equations
+    at every iterate (Newton: residual, Jacobian and certificate from one integration; the
+    early iterations, while at least half of the active pairs miss by more than `LOOSE_UNTIL`,
+    with a loosened `Dopri5`, up to ``max_iter`` of them besides the ``max_iter`` others);
+    ``"broyden"`` integrates them only at the start, after stalls and to certify, with Broyden
+    rank-one updates from plain integrations in between. ``"auto"`` (default) takes
+    ``"exact"`` where the manifold has closed-form Christoffel contractions (a variational
+    integration costs about three plain ones there) and ``"broyden"`` otherwise (autodiff
+    makes it many times dearer).
+
     Args:
         max_iter: Newton iterations (≥ 0).
         tol: endpoint tolerance, h-norm at w (``None``: 1e-8 in float64, 1e-4 in float32).
         integrator: the integrator of the geodesic and variational equations.
+        jacobian: ``"auto"``, ``"exact"`` or ``"broyden"``.
     """
 
     max_iter: int = 12
     tol: float | None = None
     integrator: Integrator = field(default_factory=Dopri5)
+    jacobian: str = "auto"
 
     def __post_init__(self):
         check_positive_int(self.max_iter, "max_iter", minimum=0)
         check_optional_positive(self.tol, "tol")
+        if self.jacobian not in JACOBIAN_MODES:
+            raise ValueError(f"jacobian must be one of {JACOBIAN_MODES}; got {self.jacobian!r}.")
         if not isinstance(self.integrator, Integrator):
             raise ValueError(
                 "integrator must be a kahlergeom.geodesics.Integrator (e.g. Dopri5()); got "
@@ -130,6 +157,11 @@ class Shooting(GeodesicSolver):
         miss ``|exp_z(v) − w|_{G(w)}`` (inf where the integration failed), ``certified`` the
         conjugate-point certificate of the returned geodesic.
         """
+        exact = self.jacobian == "exact" or (
+            self.jacobian == "auto" and closed_form_of(manifold) is not None
+        )
+        if exact:
+            return self._refine_newton(manifold, z, w, v0)
         P = z.shape[0]
         dtype = z.real.dtype
         tol = self.tol if self.tol is not None else default_tol(dtype)
@@ -188,6 +220,84 @@ class Shooting(GeodesicSolver):
             _, rn[redo] = endpoint_miss(GRw[redo], fl_c, uw[redo])
             cert[redo] = fl_c.certified
         converged = rn <= tol
+        return from_real(uv), converged, cert & converged, rn
+
+    def _loose_integrator(self, dtype):
+        """The integrator with loosened tolerances for the early Newton iterations, or ``None``
+        (only a `Dopri5` on its default tolerances is loosened)."""
+        it = self.integrator
+        if type(it) is not Dopri5 or it.rtol is not None or it.atol is not None:
+            return None
+        tol = LOOSE_RTOL[dtype]
+        return dataclasses.replace(
+            it, rtol=tol, atol=tol, max_steps=min(it.max_steps, LOOSE_MAX_STEPS)
+        )
+
+    def _refine_newton(self, manifold, z, w, v0):
+        """`refine` with the exact Jacobian at every iterate (``jacobian="exact"``).
+
+        Each iteration integrates the variational system once at the trial velocities of the
+        active pairs: a trial is accepted when its endpoint miss decreases (or it is the first
+        evaluation with the given integrator after loose ones), else the step is halved. A
+        pair converges when the miss of an integration with the given integrator is at most
+        ``tol``; its certificate comes from that same integration.
+        """
+        P, n = z.shape
+        dtype, dev = z.real.dtype, z.device
+        tol = self.tol if self.tol is not None else default_tol(dtype)
+        loose = self._loose_integrator(dtype)
+        uw = to_real(w)
+        GRw = real_metric_at(manifold, w)
+        scale = (uw - to_real(z)).norm(dim=-1)
+        uv = to_real(v0).clone()
+        trial = uv.clone()
+        r = torch.zeros_like(uv)
+        rn = torch.full((P,), math.inf, dtype=dtype, device=dev)
+        J = torch.zeros(P, 2 * n, 2 * n, dtype=dtype, device=dev)
+        cert = torch.zeros(P, dtype=torch.bool, device=dev)
+        exact = torch.zeros(P, dtype=torch.bool, device=dev)  # rn from the given integrator
+        seen = torch.zeros(P, dtype=torch.bool, device=dev)
+        alpha = torch.ones(P, dtype=dtype, device=dev)
+        failed = torch.zeros(P, dtype=torch.bool, device=dev)
+        n_loose = n_tight = 0
+        while n_tight <= self.max_iter:
+            todo = ~failed & ~(exact & (rn <= tol))
+            if not bool(todo.any()):
+                break
+            idx = todo.nonzero().squeeze(-1)
+            # Loose while most active pairs are far (their own budget of max_iter integrations):
+            # a few stragglers neither hold the others in the loose phase nor use up their
+            # iterations at the given tolerance.
+            far = 2 * int((rn[idx] > LOOSE_UNTIL[dtype]).sum()) >= idx.numel()
+            use_loose = loose is not None and far and n_loose < self.max_iter
+            n_loose, n_tight = n_loose + use_loose, n_tight + (not use_loose)
+            fl = flow(
+                manifold, z[idx], trial[idx], loose if use_loose else self.integrator, jacobian=True
+            )
+            r_t, rn_t = endpoint_miss(GRw[idx], fl, uw[idx])
+            finite = torch.isfinite(rn_t)
+            better = ~seen[idx] | (finite & (rn_t < rn[idx]))
+            if not use_loose:
+                better = better | (finite & ~exact[idx])
+            good, bad = idx[better], idx[~better]
+            uv[good], r[good], rn[good] = trial[good], r_t[better], rn_t[better]
+            J[good], cert[good] = fl.jacobian[better], fl.certified[better]
+            exact[good], seen[good] = not use_loose, True
+            alpha[good] = (alpha[good] * 2).clamp(max=1.0)
+            alpha[bad] = alpha[bad] / 2
+            failed = failed | (alpha < MIN_DAMPING) | (seen & ~torch.isfinite(rn))
+            act = ~failed & ~(exact & (rn <= tol))
+            a = act.nonzero().squeeze(-1)
+            if a.numel() == 0:
+                break
+            delta, info = torch.linalg.solve_ex(J[a], r[a].unsqueeze(-1))
+            step = -alpha[a, None] * delta.squeeze(-1)
+            size = step.norm(dim=-1, keepdim=True)
+            cap = MAX_STEP_RATIO * torch.maximum(uv[a].norm(dim=-1), scale[a])[:, None]
+            step = step * (cap / size.clamp_min(torch.finfo(dtype).tiny)).clamp(max=1.0)
+            trial[a] = torch.where((info == 0)[:, None], uv[a] + step, uv[a])
+            failed[a[info != 0]] = True
+        converged = exact & (rn <= tol)
         return from_real(uv), converged, cert & converged, rn
 
 
@@ -266,13 +376,31 @@ class EnergyMinimisation(GeodesicSolver):
         """
         P, K, n = X0.shape
         energy = energy_fn(manifold, K)
-        vE, vG, vH = vmap(energy), vmap(grad(energy)), vmap(hessian(energy))
+        vE = vmap(energy)
+        seg = segment_energy_fn(manifold, K)
+        vg = vmap(grad(seg, argnums=(0, 1)))
+        vh = vmap(hessian(seg, argnums=(0, 1)))
         dtype = z.real.dtype
         eps = torch.finfo(dtype).eps
         p = to_real(X0).reshape(P, K * 2 * n)
         uz, uw = to_real(z), to_real(w)
+
+        def derivatives(p):
+            """Gradient and Hessian of the energy, per segment (4n variables) and assembled."""
+            pts = torch.cat([uz[:, None], p.reshape(P, K, 2 * n), uw[:, None]], 1)
+            a, b = pts[:, :-1].reshape(-1, 2 * n), pts[:, 1:].reshape(-1, 2 * n)
+            (ga, gb), ((Haa, Hab), (_, Hbb)) = vg(a, b), vh(a, b)
+            S = (P, K + 1, 2 * n)
+            return assemble_polyline_derivatives(
+                ga.reshape(S),
+                gb.reshape(S),
+                Haa.reshape(*S, -1),
+                Hab.reshape(*S, -1),
+                Hbb.reshape(*S, -1),
+            )
+
         E = vE(p, uz, uw)
-        g, H = vG(p, uz, uw), vH(p, uz, uw)
+        g, H = derivatives(p)
         eye = torch.eye(p.shape[-1], dtype=dtype, device=z.device)
         lam = INITIAL_DAMPING * torch.diagonal(H, dim1=-2, dim2=-1).abs().mean(-1).clamp_min(eps)
         converged = torch.zeros(P, dtype=torch.bool, device=z.device)
@@ -295,7 +423,7 @@ class EnergyMinimisation(GeodesicSolver):
             converged = converged | (accept & (step < eps**0.5))
             converged = converged | (active & (lam > STALL_DAMPING * (1 + E.abs())))
             if bool(accept.any()):
-                g, H = vG(p, uz, uw), vH(p, uz, uw)
+                g, H = derivatives(p)
         gnorm = g.abs().amax(-1) / (1 + E.abs())
         return from_real(p.reshape(P, K, 2 * n)), converged & (gnorm < ENERGY_GRAD_TOL)
 

@@ -371,6 +371,13 @@ class KahlerManifold(HermitianManifold):
             return self.potential.levi(z)
         return _levi(self.potential, z, self.chunk_size)
 
+    @property
+    def closed_form_christoffel(self):
+        """The potential when it has closed-form Christoffel contractions (`christoffel_contract`
+        and its derivative; geodesics then integrate without automatic differentiation), else
+        ``None``."""
+        return self.potential if self.potential.has_closed_form_christoffel else None
+
     def log_volume_density(self, z: torch.Tensor) -> torch.Tensor:
         r"""$\log\det G(z)$; the potential's closed form ``log_det_levi`` when it has one.
 

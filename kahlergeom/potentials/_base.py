@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 
 import torch
+from torch.func import jvp
 
 from kahlergeom._checks import check_positive_int
 from kahlergeom.wirtinger._ddbar import _levi, _partial
@@ -31,6 +32,10 @@ class KahlerPotential(abc.ABC):
     * ``levi(z)`` (optional): closed-form Levi matrix $G[a,b]=\partial_a\bar\partial_b K$,
       ``(..., n, n)``. The default differentiates ``__call__`` with ``torch.func``.
     * ``partial(z)`` (optional): closed-form $\partial_a K$, ``(..., n)``.
+    * ``christoffel_contract(z, u, v)`` and ``christoffel_contract_derivative(z, dz, u, v)``
+      (optional, together): closed-form $\sum_{ab}\Gamma^l_{ab}u_a v_b$ and its derivative
+      along a real direction of z. Geodesics integrate with them instead of differentiating the
+      metric (no autodiff per step). The defaults differentiate `levi` with ``torch.func``.
 
     Potentials do not validate their input (they run inside ``torch.func`` transforms);
     `KahlerManifold` and `kahlergeom.ddbar` do.
@@ -61,10 +66,58 @@ class KahlerPotential(abc.ABC):
         r"""Holomorphic gradient $\partial_a K$, ``(..., n)`` → ``(..., n)`` (default: autodiff)."""
         return _partial(self, z)
 
+    def christoffel_contract(self, z: torch.Tensor, u: torch.Tensor, v: torch.Tensor):
+        r"""$\Gamma(u, v)_l = \sum_{ab}\Gamma^l_{ab}(z)\,u_a v_b$, ``(..., n)`` (broadcast).
+
+        $\Gamma^l_{ab} = \sum_m g^{l\bar m}\partial_a g_{b\bar m}$ (docs/conventions.md); the
+        geodesic equation is $\ddot z = -\Gamma(\dot z, \dot z)$. Default: one ``torch.func``
+        jvp of `levi` (the holomorphic derivative along u), then a linear solve.
+        """
+        z, u, v = torch.broadcast_tensors(z, u, v)
+        G2, dG2 = jvp(self.levi, (torch.stack([z, z]),), (torch.stack([u, 1j * u]),))
+        D = 0.5 * (dG2[0] - 1j * dG2[1])  # D[..., b, m] = Σ_a u_a ∂_a g_{b m̄}
+        rhs = torch.einsum("...bm,...b->...m", D, v)
+        return torch.linalg.solve(G2[0].transpose(-1, -2), rhs.unsqueeze(-1)).squeeze(-1)
+
+    def christoffel_contract_derivative(
+        self, z: torch.Tensor, dz: torch.Tensor, u: torch.Tensor, v: torch.Tensor
+    ) -> torch.Tensor:
+        r"""$\frac{d}{d\epsilon}\Gamma_{z + \epsilon\,dz}(u, v)$ at 0, ``(..., n)``: the derivative
+        of `christoffel_contract` along the real direction ``dz`` of z (u, v fixed).
+
+        Default: a ``torch.func`` jvp of `christoffel_contract`.
+        """
+        z, dz, u, v = torch.broadcast_tensors(z, dz, u, v)
+        return jvp(lambda x: self.christoffel_contract(x, u, v), (z,), (dz,))[1]
+
+    def christoffel_spray_linearised(
+        self, z: torch.Tensor, u: torch.Tensor, dz: torch.Tensor, du: torch.Tensor
+    ) -> torch.Tensor:
+        r"""Linearisation of the spray $(z, u) \mapsto \Gamma_z(u, u)$ along ``(dz, du)``:
+        $\partial_{dz}\Gamma_z(u, u) + 2\,\Gamma_z(u, du)$, ``(..., n)`` (broadcast).
+
+        The variational (Jacobi) equations of geodesics integrate it. Default: from
+        `christoffel_contract_derivative` and `christoffel_contract`; a closed form may fuse them.
+        """
+        return self.christoffel_contract_derivative(z, dz, u, u) + 2 * self.christoffel_contract(
+            z, u, du
+        )
+
     @property
     def has_closed_form_levi(self) -> bool:
         """True when the class overrides `levi` with a closed form."""
         return type(self).levi is not KahlerPotential.levi
+
+    @property
+    def has_closed_form_christoffel(self) -> bool:
+        """True when the class overrides `christoffel_contract` (and its derivative) with closed
+        forms; geodesics then integrate without automatic differentiation."""
+        cls = type(self)
+        return (
+            cls.christoffel_contract is not KahlerPotential.christoffel_contract
+            and cls.christoffel_contract_derivative
+            is not KahlerPotential.christoffel_contract_derivative
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(n={self.n})"

@@ -18,6 +18,46 @@ def _outer_conj(z: torch.Tensor) -> torch.Tensor:
     return z.conj().unsqueeze(-1) * z.unsqueeze(-2)
 
 
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Σ_b conj(a_b) b_b over the last axis, keeping it (``(..., 1)``)."""
+    return torch.linalg.vecdot(a, b).unsqueeze(-1)
+
+
+def _radial_x(z: torch.Tensor) -> torch.Tensor:
+    """|z|², real ``(..., 1)``."""
+    return _dot(z, z).real
+
+
+# Potentials φ(|z|²) (Fubini–Study, the ball) have Christoffel symbols
+# Γ^l_ab = c(|z|²)(δ_la z̄_b + δ_lb z̄_a), so Γ(u, v) = c (u ⟨z, v⟩ + v ⟨z, u⟩) with
+# ⟨a, b⟩ = Σ conj(a) b. Written with few tensor operations: geodesic integrations evaluate them
+# millions of times on small batches, where the per-operation overhead is the whole cost.
+def _radial_christoffel(z, u, v, c):
+    """Γ(u, v) for symbols c(|z|²)(δ_la z̄_b + δ_lb z̄_a); ``c`` real ``(..., 1)``."""
+    if v is u:
+        return u * (2 * c * _dot(z, u))
+    return c * (u * _dot(z, v) + v * _dot(z, u))
+
+
+def _radial_christoffel_derivative(z, dz, u, v, c, dc_dx):
+    """Derivative of `_radial_christoffel` along the real direction ``dz`` (``c = c(|z|²)``,
+    ``dc_dx = c'(|z|²)``, both ``(..., 1)``)."""
+    dcx = 2 * dc_dx * _dot(z, dz).real  # c' · d|z|² along dz
+    if v is u:
+        return u * (2 * (dcx * _dot(z, u) + c * _dot(dz, u)))
+    return dcx * (u * _dot(z, v) + v * _dot(z, u)) + c * (u * _dot(dz, v) + v * _dot(dz, u))
+
+
+def _radial_spray_linearised(z, u, dz, du, c, dc_dx):
+    """`KahlerPotential.christoffel_spray_linearised` for symbols c(|z|²)(δ_la z̄_b + δ_lb z̄_a):
+    with s = ⟨z, u⟩, 2[(c' d|z|² s + c ds) u + c s du], ds = ⟨dz, u⟩ + ⟨z, du⟩."""
+    s = _dot(z, u)
+    ds = _dot(dz, u) + _dot(z, du)
+    dcx = 2 * dc_dx * _dot(z, dz).real
+    cs = 2 * c * s
+    return u * (2 * (dcx * s + c * ds)) + du * cs
+
+
 class Flat(KahlerPotential):
     r"""Flat C^n: $K = |z|^2$, $G = I$ (the Euclidean metric of R^{2n})."""
 
@@ -32,6 +72,22 @@ class Flat(KahlerPotential):
 
     def partial(self, z):
         return z.conj()
+
+    def christoffel_contract(self, z, u, v):
+        """Γ = 0."""
+        return torch.zeros(
+            torch.broadcast_shapes(z.shape, u.shape, v.shape), dtype=z.dtype, device=z.device
+        )
+
+    def christoffel_contract_derivative(self, z, dz, u, v):
+        """0."""
+        shape = torch.broadcast_shapes(z.shape, dz.shape, u.shape, v.shape)
+        return torch.zeros(shape, dtype=z.dtype, device=z.device)
+
+    def christoffel_spray_linearised(self, z, u, dz, du):
+        """0."""
+        shape = torch.broadcast_shapes(z.shape, u.shape, dz.shape, du.shape)
+        return torch.zeros(shape, dtype=z.dtype, device=z.device)
 
     def log_det_levi(self, z):
         r"""$\log\det G = 0$, real ``(...)``."""
@@ -93,6 +149,18 @@ class FubiniStudy(KahlerPotential):
     def partial(self, z):
         return z.conj() / (1 + sq_norm(z)).unsqueeze(-1)
 
+    def christoffel_contract(self, z, u, v):
+        r"""$\Gamma^l_{ab} = -(\delta_{la}\bar z_b + \delta_{lb}\bar z_a)/(1+|z|^2)$."""
+        return _radial_christoffel(z, u, v, -(1 + _radial_x(z)).reciprocal())
+
+    def christoffel_contract_derivative(self, z, dz, u, v):
+        t = (1 + _radial_x(z)).reciprocal()
+        return _radial_christoffel_derivative(z, dz, u, v, -t, t * t)
+
+    def christoffel_spray_linearised(self, z, u, dz, du):
+        t = (1 + _radial_x(z)).reciprocal()
+        return _radial_spray_linearised(z, u, dz, du, -t, t * t)
+
     def log_det_levi(self, z):
         r"""$\log\det G = -(n+1)\log(1+|z|^2)$, real ``(...)`` (closed form, no matrix)."""
         return -(self.n + 1) * torch.log1p(sq_norm(z))
@@ -121,6 +189,18 @@ class ComplexHyperbolic(KahlerPotential):
 
     def partial(self, z):
         return z.conj() / (1 - sq_norm(z)).unsqueeze(-1)
+
+    def christoffel_contract(self, z, u, v):
+        r"""$\Gamma^l_{ab} = (\delta_{la}\bar z_b + \delta_{lb}\bar z_a)/(1-|z|^2)$."""
+        return _radial_christoffel(z, u, v, (1 - _radial_x(z)).reciprocal())
+
+    def christoffel_contract_derivative(self, z, dz, u, v):
+        t = (1 - _radial_x(z)).reciprocal()
+        return _radial_christoffel_derivative(z, dz, u, v, t, t * t)
+
+    def christoffel_spray_linearised(self, z, u, dz, du):
+        t = (1 - _radial_x(z)).reciprocal()
+        return _radial_spray_linearised(z, u, dz, du, t, t * t)
 
     def log_det_levi(self, z):
         r"""$\log\det G = -(n+1)\log(1-|z|^2)$, real ``(...)`` (closed form, no matrix)."""
@@ -168,6 +248,26 @@ class SiegelDisk(KahlerPotential):
         k = self.k
         G = A.transpose(-1, -2)[..., :, None, :, None] * B[..., None, :, None, :]
         return G.reshape(*z.shape[:-1], k * k, k * k)
+
+    def _flat(self, X):
+        return X.reshape(*X.shape[:-2], self.k * self.k)
+
+    def christoffel_contract(self, z, u, v):
+        r"""$\Gamma(U, V) = U\,C\,V + V\,C\,U$ with $C = (I - Z^HZ)^{-1}Z^H$ (matrices
+        row-major as the points): $\partial_U h(V, W) = h(\Gamma(U, V), W)$ for
+        $h(V, W) = \mathrm{tr}[(I-ZZ^H)^{-1}V(I-Z^HZ)^{-1}W^H]$."""
+        z, u, v = torch.broadcast_tensors(z, u, v)
+        Z, U, V = self._matrix(z), self._matrix(u), self._matrix(v)
+        C = torch.linalg.solve(self._eye(z) - Z.mH @ Z, Z.mH)
+        return self._flat(U @ C @ V + V @ C @ U)
+
+    def christoffel_contract_derivative(self, z, dz, u, v):
+        z, dz, u, v = torch.broadcast_tensors(z, dz, u, v)
+        Z, dZ, U, V = self._matrix(z), self._matrix(dz), self._matrix(u), self._matrix(v)
+        B = torch.linalg.inv(self._eye(z) - Z.mH @ Z)
+        # d[(I - ZᴴZ)⁻¹Zᴴ] = B (dZᴴZ + ZᴴdZ) B Zᴴ + B dZᴴ
+        dC = B @ ((dZ.mH @ Z + Z.mH @ dZ) @ (B @ Z.mH) + dZ.mH)
+        return self._flat(U @ dC @ V + V @ dC @ U)
 
     def __repr__(self):
         return f"SiegelDisk(k={self.k})"

@@ -64,6 +64,41 @@ class Product(KahlerPotential):
         parts = [p.partial(zi) for p, zi in zip(self.factors, self._split(z), strict=True)]
         return torch.cat(parts, -1)
 
+    def christoffel_contract(self, z, u, v):
+        """Blockwise: each factor's own contraction (the metric is block diagonal)."""
+        z, u, v = torch.broadcast_tensors(z, u, v)
+        parts = zip(self.factors, self._split(z), self._split(u), self._split(v), strict=True)
+        return torch.cat([p.christoffel_contract(*args) for p, *args in parts], -1)
+
+    def christoffel_contract_derivative(self, z, dz, u, v):
+        z, dz, u, v = torch.broadcast_tensors(z, dz, u, v)
+        parts = zip(
+            self.factors,
+            self._split(z),
+            self._split(dz),
+            self._split(u),
+            self._split(v),
+            strict=True,
+        )
+        return torch.cat([p.christoffel_contract_derivative(*args) for p, *args in parts], -1)
+
+    def christoffel_spray_linearised(self, z, u, dz, du):
+        z, u, dz, du = torch.broadcast_tensors(z, u, dz, du)
+        parts = zip(
+            self.factors,
+            self._split(z),
+            self._split(u),
+            self._split(dz),
+            self._split(du),
+            strict=True,
+        )
+        return torch.cat([p.christoffel_spray_linearised(*args) for p, *args in parts], -1)
+
+    @property
+    def has_closed_form_christoffel(self) -> bool:
+        """Every factor has closed-form Christoffel contractions."""
+        return all(p.has_closed_form_christoffel for p in self.factors)
+
     def __repr__(self):
         return f"Product([{', '.join(map(repr, self.factors))}])"
 
