@@ -217,6 +217,16 @@ class FisherManifold(HermitianManifold):
     def metric_field(self, z: torch.Tensor) -> torch.Tensor:
         return levi_from_real_hessian(self._real_fisher(z))
 
+    # -- optional protocol hooks of kahlergeom.geodesics.DiscreteEnergy ----------------------
+    def decoder_params(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The likelihood's parameters at points ``z`` ``(B, n)`` (unchecked, traceable): the
+        decoder's output distributions, for divergence-based curve energies."""
+        return decode_params(self.decoder, self.likelihood, z)
+
+    def decoder_kl(self, params0, params) -> torch.Tensor:
+        """KL(p(·|params0) ‖ p(·|params)) per point, summed over outputs (the likelihood's)."""
+        return self.likelihood.kl(params0, params)
+
     def holomorphy_residual(self, z: torch.Tensor) -> torch.Tensor:
         r"""How far the decoder mean is from holomorphic: $\|\bar\partial\mu\| / (\|\partial\mu\|
         + \|\bar\partial\mu\|)$ per point (Frobenius norms), real ``(...)``, in [0, 1].
