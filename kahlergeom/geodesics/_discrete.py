@@ -28,8 +28,9 @@ level when its Newton decrement $g^\top P^{-1} g$ is at most ``energy_rtol`` · 
 The length is the quadrature (three-point Gauss–Legendre per segment) of
 $\sqrt{h(\dot c, \dot c)}$ with the exact ``metric_field`` along the returned spline c, so it is
 the true length of a curve from z to w (an upper bound of the distance). Its discretisation
-is checked: the length at K segments must agree with the length at K/2 to ``length_rtol``
-(relative), else K is doubled (up to ``max_segments``) for the pairs that fail. ``converged``
+is checked: from the lengths at K/4, K/2 and K segments, `discretisation_error` estimates the
+relative error of the length at K (the last change over the observed rate); it must be at most
+``length_rtol``, else K is doubled (up to ``max_segments``) for the pairs that fail. ``converged``
 (and status ``success``) means: the energy iteration converged at the last level *and* the
 discretisation check passed. End points are fixed nodes (exact); ``velocity`` is the spline's
 tangent at t = 0. With ``refine`` (a `Shooting`), that tangent seeds Newton shooting, whose
@@ -57,11 +58,17 @@ ARMIJO, BACKTRACK = 1e-4, 0.5
 #: Line-search halvings after which a pair is given up (its step is 2^-40 of the quasi-Newton
 #: step: no progress is possible).
 MAX_HALVINGS = 40
-#: Default tolerances per real dtype: relative Newton decrement of the energy, relative
-#: length change from K/2 to K segments.
+#: Default tolerances per real dtype: relative Newton decrement of the energy, estimated
+#: relative discretisation error of the length.
 ENERGY_RTOL = {torch.float64: 1e-12, torch.float32: 1e-7}
 LENGTH_RTOL = {torch.float64: 1e-6, torch.float32: 1e-3}
 ENERGIES = ("auto", "divergence", "metric")
+#: Largest trusted ratio of successive length changes (the spline length's K^-4 rate), and the
+#: change below which (in ulps of the length) a length counts as converged.
+MAX_RATIO, ROUNDING_ULPS = 16.0, 64
+#: Energy tolerance of the coarse levels (before the last three regular ones), which only provide
+#: the starting curve of the next level.
+COARSE_ENERGY_RTOL = 1e-6
 
 
 # ---------------------------------------------------------------------------------------------
@@ -130,17 +137,40 @@ def _gauss(dtype: torch.dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
 
 def spline_length(manifold, Y: torch.Tensor) -> torch.Tensor:
     """Length ``(P,)`` of the splines through ``Y`` ``(P, K+1, n)``: Gauss–Legendre quadrature of
-    sqrt(h(ċ, ċ)) with the exact metric field, three Gauss–Legendre points per segment."""
+    sqrt(h(ċ, ċ)) with the exact metric, three points per segment. h comes from the manifold's
+    optional ``squared_norm(z, v)`` hook where it has one, else from ``metric_field``."""
     P, K1, n = Y.shape
     K = K1 - 1
     x, w = _gauss(Y.real.dtype, Y.device)
     t = ((torch.arange(K, dtype=x.dtype, device=x.device)[:, None] + x[None]) / K).reshape(-1)
     pos, vel = spline_eval(Y, t)
-    G = manifold.metric_field(pos.reshape(-1, n)).reshape(P, -1, n, n)
-    speed = h_norm(G, vel)  # (P, K·Q)
+    sq = getattr(manifold, "squared_norm", None)
+    if callable(sq):  # optional hook: h(v, v) without the full metric (decoders: 2 JVPs)
+        speed = sq(pos.reshape(-1, n), vel.reshape(-1, n)).reshape(P, -1).clamp_min(0).sqrt()
+    else:
+        G = manifold.metric_field(pos.reshape(-1, n)).reshape(P, -1, n, n)
+        speed = h_norm(G, vel)  # (P, K·Q)
     inside = manifold.contains(pos)
     speed = torch.where(inside, speed, torch.full_like(speed, float("nan")))
     return (speed.reshape(P, K, -1) * w).sum((-1, -2)) / K
+
+
+def discretisation_error(L1: torch.Tensor, L2: torch.Tensor, L3: torch.Tensor) -> torch.Tensor:
+    r"""Estimated relative error of ``L3`` from lengths at K/4, K/2 and K segments ``(P,)``.
+
+    With the successive changes $d_1 = L_1 - L_2$, $d_2 = L_2 - L_3$ and their ratio
+    $r = d_1/d_2$, a geometric tail gives $|d_2|/(r - 1)$. r is capped at `MAX_RATIO` (the
+    spline length converges as $K^{-4}$; a larger observed ratio is not trusted); below 2 (slower
+    than first order) the estimate grows, and r ≤ 1 (no convergence seen) gives inf. Changes at
+    the rounding level of the length count as converged. Relative to ``|L3|``.
+    """
+    eps = torch.finfo(L3.dtype).eps
+    d1, d2 = L1 - L2, L2 - L3
+    scale = L3.abs().clamp_min(torch.finfo(L3.dtype).tiny)
+    r = (d1 / d2).clamp(max=MAX_RATIO)
+    tail = torch.where(r > 1, d2.abs() / (r - 1), torch.full_like(d2, math.inf))
+    est = torch.where(d2.abs() <= ROUNDING_ULPS * eps * scale, d2.abs(), tail) / scale
+    return torch.where(torch.isfinite(L3), est, torch.full_like(est, math.inf))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -292,7 +322,8 @@ class DiscreteEnergy(GeodesicSolver):
 
     Result: ``length`` is the exact-metric quadrature length of the returned spline (the
     length of a curve from z to w), ``velocity`` its tangent at t = 0, ``nodes`` the spline's
-    nodes, ``discretisation`` the relative change of the length from K/2 to K segments,
+    nodes, ``discretisation`` the estimated relative discretisation error of the length
+    (`discretisation_error`, from the lengths at K/4, K/2 and K segments),
     ``residual`` 0 (the end points are fixed nodes), ``certificate`` ``"discrete"`` (a
     converged energy minimiser: locally minimising, up to the discretisation). ``converged``
     requires the energy iteration's convergence at the last level and ``discretisation`` ≤
@@ -301,7 +332,7 @@ class DiscreteEnergy(GeodesicSolver):
     conjugate-point certificate), started from the spline's tangent.
 
     Args:
-        segments: segments K of the last regular level (``coarse`` times a power of two ≥ 2).
+        segments: segments K of the last regular level (``coarse`` times a power of two ≥ 4).
         coarse: segments of the first level (≥ 4).
         max_segments: K is doubled beyond ``segments``, up to this, for pairs whose
             discretisation check fails (``segments`` times a power of two).
@@ -333,7 +364,7 @@ class DiscreteEnergy(GeodesicSolver):
 
     def __post_init__(self):
         check_positive_int(self.coarse, "coarse", minimum=4)
-        check_positive_int(self.segments, "segments", minimum=2 * self.coarse)
+        check_positive_int(self.segments, "segments", minimum=4 * self.coarse)
         _check_power_of_two_multiple(self.segments, self.coarse, "segments", "coarse")
         check_positive_int(self.max_segments, "max_segments", minimum=self.segments)
         _check_power_of_two_multiple(self.max_segments, self.segments, "max_segments", "segments")
@@ -494,32 +525,34 @@ class DiscreteEnergy(GeodesicSolver):
         X = z[:, None] + t * (w - z)[:, None]
         done = torch.zeros(P, dtype=torch.bool, device=dev)  # discretisation check passed
         conv = torch.zeros(P, dtype=torch.bool, device=dev)
-        L_prev = torch.full((P,), math.nan, dtype=dtype, device=dev)
-        L = L_prev.clone()
-        change = L_prev.clone()
+        nan = torch.full((P,), math.nan, dtype=dtype, device=dev)
+        lengths = [nan, nan]  # at K/4 and K/2
+        L, err = nan.clone(), nan.clone()
         for K in levels:
             if X.shape[1] - 1 != K:
                 X = resample(X, K)
             todo = (~done).nonzero().squeeze(-1)
+            # Levels whose length is not checked only start the next one: a loose tolerance.
+            tol = etol if 4 * K >= self.segments else max(etol, COARSE_ENERGY_RTOL)
             if todo.numel():
-                Xt, ct, _ = self.minimise(manifold, X[todo], kind, etol)
+                Xt, ct, _ = self.minimise(manifold, X[todo], kind, tol)
                 X[todo], conv[todo] = Xt, ct
-            if 2 * K < self.segments:
-                continue  # lengths only at the last two regular levels and beyond
+            if 4 * K < self.segments:
+                continue  # lengths only at the last three regular levels and beyond
             with torch.no_grad():
                 L = spline_length(manifold, X)
             if K >= self.segments:
-                rel = (L - L_prev).abs() / L.abs()
-                change = torch.where(done, change, rel)
-                done = done | (conv & (rel <= ltol))
+                est = discretisation_error(*lengths, L)
+                err = torch.where(done, err, est)
+                done = done | (conv & (est <= ltol))
                 if bool(done.all()):
                     break
-            L_prev = L
+            lengths = [lengths[1], L]
         ok = done & conv & torch.isfinite(L)
         _, v0 = spline_eval(X, torch.zeros(1, dtype=dtype, device=dev))
         v0 = v0[:, 0]
         if self.refine is not None:
-            return self._refined(manifold, z, w, v0, L, ok, change, X)
+            return self._refined(manifold, z, w, v0, L, ok, err)
         return LogResult(
             velocity=v0,
             length=L,
@@ -531,11 +564,11 @@ class DiscreteEnergy(GeodesicSolver):
             certified=ok.clone(),
             status=torch.where(ok, SUCCESS, NOT_CONVERGED),
             certificate="discrete",
-            discretisation=change,
+            discretisation=err,
             nodes=X,
         )
 
-    def _refined(self, manifold, z, w, v0, L_disc, ok_disc, change, X):
+    def _refined(self, manifold, z, w, v0, L_disc, ok_disc, err):
         v, conv, cert, res = self.refine.refine(manifold, z, w, v0)
         L = h_norm(manifold.metric_field(z), v)
         status = torch.where(
@@ -555,5 +588,5 @@ class DiscreteEnergy(GeodesicSolver):
             solver=self,
             certified=cert & conv,
             status=status,
-            discretisation=change,
+            discretisation=err,
         )

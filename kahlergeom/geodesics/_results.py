@@ -70,9 +70,9 @@ class LogResult:
             from z to w (an upper bound of the distance) that minimises a discrete energy.
         points: points of the geodesic at equally spaced times ``(..., n_points, n)`` when
             requested, else ``None``.
-        discretisation: for discrete-curve solvers (`DiscreteEnergy`), the relative change of
-            the curve's length from K/2 to K segments ``(...)`` (its discretisation check),
-            else ``None``.
+        discretisation: for discrete-curve solvers (`DiscreteEnergy`), the estimated relative
+            discretisation error of the length ``(...)`` (from the lengths at K/4, K/2 and K
+            segments; its check), else ``None``.
         nodes: the discrete curve's nodes at t = k/K ``(..., K+1, n)`` (`DiscreteEnergy`
             without refinement; ``points`` are then sampled from its spline), else ``None``.
     """

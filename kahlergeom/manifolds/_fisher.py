@@ -180,8 +180,9 @@ class FisherManifold(HermitianManifold):
         F = torch.cat([self._real_fisher_rows(c) for c in torch.split(u, rows)])
         return F.reshape(*z.shape[:-1], 2 * n, 2 * n)
 
-    def _real_fisher_rows(self, u: torch.Tensor) -> torch.Tensor:
-        """Real Fisher matrices ``(B, 2n, 2n)`` at real rows ``u`` ``(B, 2n)``.
+    def _real_fisher_rows(self, u: torch.Tensor, tangents: torch.Tensor | None = None):
+        """Real Fisher matrices ``(B, 2n, 2n)`` at real rows ``u`` ``(B, 2n)``; with real
+        ``tangents`` ``(k, B, 2n)``, the ``(B, k, k)`` Gram matrices of F on those directions.
 
         One batched decoder call carries all 2n real tangents at once: ``jvp`` with the primal
         batch ``u`` (evaluated once) and the tangents ``e_i`` broadcast over the batch, vmapped
@@ -190,7 +191,9 @@ class FisherManifold(HermitianManifold):
         GEMM for the Gaussian likelihoods). Decoders must be batch-independent (eval mode).
         """
         B, m = u.shape
-        tangents = torch.eye(m, dtype=u.dtype, device=u.device).unsqueeze(1).expand(m, B, m)
+        if tangents is None:
+            tangents = torch.eye(m, dtype=u.dtype, device=u.device).unsqueeze(1).expand(m, B, m)
+        m = tangents.shape[0]
         # out_dims=0 for the primal too (then its first copy): it does not depend on the
         # tangent, but under an enclosing transform (e.g. vmap(hessian(energy)) of a geodesic
         # solver) vmap sees it as batched, and out_dims=None would be refused.
@@ -218,6 +221,25 @@ class FisherManifold(HermitianManifold):
         return levi_from_real_hessian(self._real_fisher(z))
 
     # -- optional protocol hooks of kahlergeom.geodesics.DiscreteEnergy ----------------------
+    def squared_norm(self, z: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        r"""$h(v, v)$ at ``z`` for tangent vectors ``v`` (both ``(..., n)``), real ``(...)``,
+        unchecked: two forward-mode products of the decoder (along v and iv) instead of the
+        2n of `metric_field`: $h(v, v) = \tfrac14[F(v, v) + F(iv, iv)]$ (real Fisher F)."""
+        n = z.shape[-1]
+        z, v = torch.broadcast_tensors(z, v)
+        u = to_real(z.reshape(-1, n))
+        t = torch.stack([to_real(v.reshape(-1, n)), to_real(1j * v.reshape(-1, n))])
+        if u.shape[0] == 0:
+            return u.new_zeros(z.shape[:-1])
+        rows = u.shape[0] if self.chunk_size is None else self.chunk_size
+        F = torch.cat(
+            [
+                self._real_fisher_rows(c, tc)
+                for c, tc in zip(torch.split(u, rows), torch.split(t, rows, dim=1), strict=True)
+            ]
+        )
+        return (0.25 * (F[:, 0, 0] + F[:, 1, 1])).reshape(z.shape[:-1])
+
     def decoder_params(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The likelihood's parameters at points ``z`` ``(B, n)`` (unchecked, traceable): the
         decoder's output distributions, for divergence-based curve energies."""
