@@ -523,6 +523,7 @@ class DiscreteEnergy(GeodesicSolver):
         K = levels[0]
         t = torch.linspace(0, 1, K + 1, dtype=dtype, device=dev)[None, :, None]
         X = z[:, None] + t * (w - z)[:, None]
+        X[:, 0], X[:, -1] = z, w  # exact end points (z + (w − z) need not round to w)
         done = torch.zeros(P, dtype=torch.bool, device=dev)  # discretisation check passed
         conv = torch.zeros(P, dtype=torch.bool, device=dev)
         nan = torch.full((P,), math.nan, dtype=dtype, device=dev)

@@ -11,6 +11,7 @@ from kahlergeom._checks import check_points
 from kahlergeom._linalg import from_real, levi_from_real_hessian, to_real, wirtinger
 from kahlergeom.decoders._decoders import check_decoder, decode_params, evaluate_decoder
 from kahlergeom.decoders._likelihoods import ComplexGaussian, Likelihood
+from kahlergeom.geodesics import DiscreteEnergy
 from kahlergeom.manifolds._hermitian import HermitianManifold
 
 
@@ -221,6 +222,15 @@ class FisherManifold(HermitianManifold):
         return levi_from_real_hessian(self._real_fisher(z))
 
     # -- optional protocol hooks of kahlergeom.geodesics.DiscreteEnergy ----------------------
+    @property
+    def default_solver(self):
+        """The boundary-value solver `dist`, `log`, `geodesic` and ``solve_log`` use when none is
+        given: `kahlergeom.geodesics.DiscreteEnergy` (curve energy through the decoder's output
+        distributions; minutes → about a second per pair against `EnergyMinimisation`, see
+        ``docs/benchmarks.md``). Its ``log`` velocity is the discrete curve's tangent; pass
+        ``solver=DiscreteEnergy(refine=Shooting())`` for a shooting-certified one."""
+        return DiscreteEnergy()
+
     def squared_norm(self, z: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         r"""$h(v, v)$ at ``z`` for tangent vectors ``v`` (both ``(..., n)``), real ``(...)``,
         unchecked: two forward-mode products of the decoder (along v and iv) instead of the
