@@ -28,8 +28,9 @@ level when its Newton decrement $g^\top P^{-1} g$ is at most ``energy_rtol`` · 
 The length is the quadrature (three-point Gauss–Legendre per segment) of
 $\sqrt{h(\dot c, \dot c)}$ with the exact ``metric_field`` along the returned spline c, so it is
 the true length of a curve from z to w (an upper bound of the distance). Its discretisation
-is checked: from the lengths at K/4, K/2 and K segments, `discretisation_error` estimates the
-relative error of the length at K (the last change over the observed rate); it must be at most
+is checked: from the lengths at K/8, K/4, K/2 and K segments, `discretisation_error` estimates
+the relative error of the length at K (Richardson where the K^-4 rate is observed, else the
+larger of the last two changes); it must be at most
 ``length_rtol``, else K is doubled (up to ``max_segments``) for the pairs that fail. ``converged``
 (and status ``success``) means: the energy iteration converged at the last level *and* the
 discretisation check passed. End points are fixed nodes (exact); ``velocity`` is the spline's
@@ -63,10 +64,13 @@ MAX_HALVINGS = 40
 ENERGY_RTOL = {torch.float64: 1e-12, torch.float32: 1e-7}
 LENGTH_RTOL = {torch.float64: 1e-6, torch.float32: 1e-3}
 ENERGIES = ("auto", "divergence", "metric")
-#: Largest trusted ratio of successive length changes (the spline length's K^-4 rate), and the
-#: change below which (in ulps of the length) a length counts as converged.
-MAX_RATIO, ROUNDING_ULPS = 16.0, 64
-#: Energy tolerance of the coarse levels (before the last three regular ones), which only provide
+#: Ratios of successive length changes taken as the K^-4 regime (16) of the spline length, and
+#: the change below which (in ulps of the length) a length counts as converged.
+ASYMPTOTIC_RATIOS, ROUNDING_ULPS = (8.0, 32.0), 64
+#: Points per decoder (or metric-field) call when the manifold sets no ``chunk_size``: bounds
+#: the memory of the batched energy, its gradient and the length quadrature.
+DEFAULT_CHUNK_POINTS = 8192
+#: Energy tolerance of the coarse levels (before the last four regular ones), which only provide
 #: the starting curve of the next level.
 COARSE_ENERGY_RTOL = 1e-6
 
@@ -145,32 +149,42 @@ def spline_length(manifold, Y: torch.Tensor) -> torch.Tensor:
     t = ((torch.arange(K, dtype=x.dtype, device=x.device)[:, None] + x[None]) / K).reshape(-1)
     pos, vel = spline_eval(Y, t)
     sq = getattr(manifold, "squared_norm", None)
-    if callable(sq):  # optional hook: h(v, v) without the full metric (decoders: 2 JVPs)
-        speed = sq(pos.reshape(-1, n), vel.reshape(-1, n)).reshape(P, -1).clamp_min(0).sqrt()
-    else:
-        G = manifold.metric_field(pos.reshape(-1, n)).reshape(P, -1, n, n)
-        speed = h_norm(G, vel)  # (P, K·Q)
+    pts, vs = pos.reshape(-1, n), vel.reshape(-1, n)
+    chunk = getattr(manifold, "chunk_size", None) or DEFAULT_CHUNK_POINTS
+    parts = []
+    for a, b in zip(torch.split(pts, chunk), torch.split(vs, chunk), strict=True):
+        if callable(sq):  # optional hook: h(v, v) without the full metric (decoders: 2 JVPs)
+            parts.append(sq(a, b).clamp_min(0).sqrt())
+        else:
+            parts.append(h_norm(manifold.metric_field(a), b))
+    speed = torch.cat(parts).reshape(P, -1)  # (P, K·Q)
     inside = manifold.contains(pos)
     speed = torch.where(inside, speed, torch.full_like(speed, float("nan")))
     return (speed.reshape(P, K, -1) * w).sum((-1, -2)) / K
 
 
-def discretisation_error(L1: torch.Tensor, L2: torch.Tensor, L3: torch.Tensor) -> torch.Tensor:
-    r"""Estimated relative error of ``L3`` from lengths at K/4, K/2 and K segments ``(P,)``.
+def discretisation_error(L0, L1, L2, L3) -> torch.Tensor:
+    r"""Estimated relative error of ``L3`` from lengths at K/8, K/4, K/2 and K segments ``(P,)``.
 
-    With the successive changes $d_1 = L_1 - L_2$, $d_2 = L_2 - L_3$ and their ratio
-    $r = d_1/d_2$, a geometric tail gives $|d_2|/(r - 1)$. r is capped at `MAX_RATIO` (the
-    spline length converges as $K^{-4}$; a larger observed ratio is not trusted); below 2 (slower
-    than first order) the estimate grows, and r ≤ 1 (no convergence seen) gives inf. Changes at
-    the rounding level of the length count as converged. Relative to ``|L3|``.
+    With the successive changes $d_1, d_2, d_3$ ($d_3 = L_2 - L_3$) and their ratios
+    $r_1 = d_1/d_2$, $r_2 = d_2/d_3$: where both ratios lie in `ASYMPTOTIC_RATIOS` (the
+    spline length's $K^{-4}$ rate, ratio 16, seen twice) the geometric tail
+    $|d_3|/(\min(r_1, r_2, 16) - 1)$; otherwise (a metric with sharp features, e.g. a decoder
+    with a cardioid activation, converges erratically before it is resolved) the larger of the
+    last two changes, $\max(|d_2|, |d_3|)$, unscaled. Changes at the rounding level of the
+    length count as converged. Relative to ``|L3|``; inf where a length is not finite.
     """
     eps = torch.finfo(L3.dtype).eps
-    d1, d2 = L1 - L2, L2 - L3
+    d1, d2, d3 = L0 - L1, L1 - L2, L2 - L3
     scale = L3.abs().clamp_min(torch.finfo(L3.dtype).tiny)
-    r = (d1 / d2).clamp(max=MAX_RATIO)
-    tail = torch.where(r > 1, d2.abs() / (r - 1), torch.full_like(d2, math.inf))
-    est = torch.where(d2.abs() <= ROUNDING_ULPS * eps * scale, d2.abs(), tail) / scale
-    return torch.where(torch.isfinite(L3), est, torch.full_like(est, math.inf))
+    r1, r2 = d1 / d2, d2 / d3
+    lo, hi = ASYMPTOTIC_RATIOS
+    asymptotic = (r1 >= lo) & (r1 <= hi) & (r2 >= lo) & (r2 <= hi)
+    rich = d3.abs() / (torch.minimum(torch.minimum(r1, r2), torch.full_like(r1, 16.0)) - 1)
+    est = torch.where(asymptotic, rich, torch.maximum(d2.abs(), d3.abs()))
+    est = torch.where(d3.abs() <= ROUNDING_ULPS * eps * scale, d3.abs(), est) / scale
+    finite = torch.isfinite(L3) & torch.isfinite(L2) & torch.isfinite(L1) & torch.isfinite(L0)
+    return torch.where(finite, est, torch.full_like(est, math.inf))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -323,7 +337,7 @@ class DiscreteEnergy(GeodesicSolver):
     Result: ``length`` is the exact-metric quadrature length of the returned spline (the
     length of a curve from z to w), ``velocity`` its tangent at t = 0, ``nodes`` the spline's
     nodes, ``discretisation`` the estimated relative discretisation error of the length
-    (`discretisation_error`, from the lengths at K/4, K/2 and K segments),
+    (`discretisation_error`, from the lengths at K/8 … K segments),
     ``residual`` 0 (the end points are fixed nodes), ``certificate`` ``"discrete"`` (a
     converged energy minimiser: locally minimising, up to the discretisation). ``converged``
     requires the energy iteration's convergence at the last level and ``discretisation`` ≤
@@ -332,7 +346,7 @@ class DiscreteEnergy(GeodesicSolver):
     conjugate-point certificate), started from the spline's tangent.
 
     Args:
-        segments: segments K of the last regular level (``coarse`` times a power of two ≥ 4).
+        segments: segments K of the last regular level (``coarse`` times a power of two ≥ 8).
         coarse: segments of the first level (≥ 4).
         max_segments: K is doubled beyond ``segments``, up to this, for pairs whose
             discretisation check fails (``segments`` times a power of two).
@@ -353,7 +367,7 @@ class DiscreteEnergy(GeodesicSolver):
 
     segments: int = 32
     coarse: int = 4
-    max_segments: int = 128
+    max_segments: int = 512
     max_iter: int = 200
     history: int = 10
     energy_rtol: float | None = None
@@ -364,7 +378,7 @@ class DiscreteEnergy(GeodesicSolver):
 
     def __post_init__(self):
         check_positive_int(self.coarse, "coarse", minimum=4)
-        check_positive_int(self.segments, "segments", minimum=4 * self.coarse)
+        check_positive_int(self.segments, "segments", minimum=8 * self.coarse)
         _check_power_of_two_multiple(self.segments, self.coarse, "segments", "coarse")
         check_positive_int(self.max_segments, "max_segments", minimum=self.segments)
         _check_power_of_two_multiple(self.max_segments, self.segments, "max_segments", "segments")
@@ -402,8 +416,8 @@ class DiscreteEnergy(GeodesicSolver):
         n = z0.shape[-1]
         K = p.shape[1] // (2 * n) + 1
         per_pair = (K + 1) + (0 if kind == "metric" or self.holomorphic else 2 * K)
-        chunk = getattr(manifold, "chunk_size", None)
-        rows = Q if chunk is None else max(1, chunk // per_pair)
+        chunk = getattr(manifold, "chunk_size", None) or DEFAULT_CHUNK_POINTS
+        rows = max(1, chunk // per_pair)
         Es, gs = [], []
         for s in range(0, Q, rows):
             sl = slice(s, s + rows)
@@ -527,19 +541,19 @@ class DiscreteEnergy(GeodesicSolver):
         done = torch.zeros(P, dtype=torch.bool, device=dev)  # discretisation check passed
         conv = torch.zeros(P, dtype=torch.bool, device=dev)
         nan = torch.full((P,), math.nan, dtype=dtype, device=dev)
-        lengths = [nan, nan]  # at K/4 and K/2
+        lengths = [nan, nan, nan]  # at K/8, K/4 and K/2
         L, err = nan.clone(), nan.clone()
         for K in levels:
             if X.shape[1] - 1 != K:
                 X = resample(X, K)
             todo = (~done).nonzero().squeeze(-1)
             # Levels whose length is not checked only start the next one: a loose tolerance.
-            tol = etol if 4 * K >= self.segments else max(etol, COARSE_ENERGY_RTOL)
+            tol = etol if 8 * K >= self.segments else max(etol, COARSE_ENERGY_RTOL)
             if todo.numel():
                 Xt, ct, _ = self.minimise(manifold, X[todo], kind, tol)
                 X[todo], conv[todo] = Xt, ct
-            if 4 * K < self.segments:
-                continue  # lengths only at the last three regular levels and beyond
+            if 8 * K < self.segments:
+                continue  # lengths only at the last four regular levels and beyond
             with torch.no_grad():
                 L = spline_length(manifold, X)
             if K >= self.segments:
@@ -548,7 +562,7 @@ class DiscreteEnergy(GeodesicSolver):
                 done = done | (conv & (est <= ltol))
                 if bool(done.all()):
                     break
-            lengths = [lengths[1], L]
+            lengths = [lengths[1], lengths[2], L]
         ok = done & conv & torch.isfinite(L)
         _, v0 = spline_eval(X, torch.zeros(1, dtype=dtype, device=dev))
         v0 = v0[:, 0]

@@ -71,8 +71,8 @@ class LogResult:
         points: points of the geodesic at equally spaced times ``(..., n_points, n)`` when
             requested, else ``None``.
         discretisation: for discrete-curve solvers (`DiscreteEnergy`), the estimated relative
-            discretisation error of the length ``(...)`` (from the lengths at K/4, K/2 and K
-            segments; its check), else ``None``.
+            discretisation error of the length ``(...)`` (from the lengths at K/8, K/4, K/2 and
+            K segments; its check), else ``None``.
         nodes: the discrete curve's nodes at t = k/K ``(..., K+1, n)`` (`DiscreteEnergy`
             without refinement; ``points`` are then sampled from its spline), else ``None``.
     """
