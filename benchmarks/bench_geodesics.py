@@ -187,7 +187,11 @@ def decoder_main(args):
         if no_stochman:
             raise SystemExit(f"section (b) needs stochman: {no_stochman}")
         r, n = dg.section_b(
-            args.decoder_pairs, args.stochman_pairs, not args.no_memory, os.path.abspath(__file__)
+            args.decoder_pairs,
+            args.stochman_pairs,
+            not args.no_memory,
+            os.path.abspath(__file__),
+            args.pairs_mem,
         )
         rows += r
         notes += n

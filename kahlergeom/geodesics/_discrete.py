@@ -69,7 +69,7 @@ ENERGIES = ("auto", "divergence", "metric")
 ASYMPTOTIC_RATIOS, ROUNDING_ULPS = (8.0, 32.0), 64
 #: Points per decoder (or metric-field) call when the manifold sets no ``chunk_size``: bounds
 #: the memory of the batched energy, its gradient and the length quadrature.
-DEFAULT_CHUNK_POINTS = 8192
+DEFAULT_CHUNK_POINTS = 2048
 #: Energy tolerance of the coarse levels (before the last four regular ones), which only provide
 #: the starting curve of the next level.
 COARSE_ENERGY_RTOL = 1e-6
@@ -367,7 +367,7 @@ class DiscreteEnergy(GeodesicSolver):
 
     segments: int = 32
     coarse: int = 4
-    max_segments: int = 512
+    max_segments: int = 1024
     max_iter: int = 200
     history: int = 10
     energy_rtol: float | None = None
