@@ -438,9 +438,13 @@ class DiscreteEnergy(GeodesicSolver):
     def _preconditioner(self, manifold, X):
         P, K1, n = X.shape
         mids = 0.5 * (X[:, 1:] + X[:, :-1])
-        GR = real_metric(manifold.metric_field(mids.reshape(-1, n))).reshape(
-            P, K1 - 1, 2 * n, 2 * n
-        )
+        # metric_field carries 2n forward-mode tangents per point: chunk it like the energy
+        chunk = max(1, (getattr(manifold, "chunk_size", None) or DEFAULT_CHUNK_POINTS) // n)
+        with torch.no_grad():
+            G = torch.cat(
+                [manifold.metric_field(c) for c in torch.split(mids.reshape(-1, n), chunk)]
+            )
+        GR = real_metric(G).reshape(P, K1 - 1, 2 * n, 2 * n)
         GR = torch.where(torch.isfinite(GR), GR, torch.zeros_like(GR))
         return _BlockTridiagonal(GR)
 
