@@ -12,6 +12,10 @@ hyperbolic ball B^2, docs/conventions.md § Closed forms), for far-apart pairs:
 Prints one Markdown table: time per pair and relative error (median / max) per method, and the
 ratios. ``--quick`` runs a smoke version (fewer pairs). Run:
 ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_geodesics.py``.
+
+``--decoder`` adds (``--decoder-only`` runs just) issue 11's decoder sections (b) n = 4,
+D = 784 holomorphic and non-holomorphic decoders against stochman at its defaults and tuned,
+and (c) the n = 2 VAE decoder; see ``benchmarks/_decoder_geodesics.py``.
 """
 
 from __future__ import annotations
@@ -173,13 +177,66 @@ def run_stochman(M, z, w, max_iter):
 
 
 # ---------------------------------------------------------------------------------------------
+def decoder_main(args):
+    """Issue 11, item 5 (b) and (c): decoder manifolds (see benchmarks/_decoder_geodesics.py)."""
+    import _decoder_geodesics as dg
+
+    rows, notes = [], []
+    if not args.skip_b:
+        no_stochman = stochman_available()
+        if no_stochman:
+            raise SystemExit(f"section (b) needs stochman: {no_stochman}")
+        r, n = dg.section_b(
+            args.decoder_pairs,
+            args.stochman_pairs,
+            not args.no_memory,
+            os.path.abspath(__file__),
+            args.pairs_mem,
+        )
+        rows += r
+        notes += n
+    r, n = dg.section_c(args.c_pairs, args.exact_pairs)
+    rows += r
+    notes += n
+    print()
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, float64")
+    print()
+    dg.print_table(rows)
+    print()
+    for line in notes:
+        print(line)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smoke run (few pairs)")
     ap.add_argument("--pairs", type=int, default=16, help="pairs solved in one batch by ours")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    ap.add_argument("--decoder", action="store_true", help="also run the decoder sections")
+    ap.add_argument("--decoder-only", action="store_true", help="only the decoder sections")
+    ap.add_argument("--decoder-pairs", type=int, default=64, help="(b) holomorphic decoder pairs")
+    ap.add_argument(
+        "--stochman-pairs", type=int, default=16, help="(b) non-holomorphic decoder pairs"
+    )
+    ap.add_argument("--c-pairs", type=int, default=8, help="(c) pairs per decoder")
+    ap.add_argument(
+        "--exact-pairs", type=int, default=0, help="(c) pairs for EnergyMinimisation (minutes)"
+    )
+    ap.add_argument("--skip-b", action="store_true", help="decoder sections: only (c)")
+    ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory worker")
+    ap.add_argument("--worker-decoder-memory", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--pairs-mem", type=int, default=64, help=argparse.SUPPRESS)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.worker_decoder_memory is not None:
+        import _decoder_geodesics as dg
+        from _common import worker_report
+
+        worker_report(**dg.memory_worker(args.worker_decoder_memory, args.pairs_mem))
+        return
+    if args.decoder_only:
+        decoder_main(args)
+        return
     P_ours = 4 if args.quick else args.pairs
     P_gs = 1 if args.quick else 3
     torch.manual_seed(0)
@@ -263,6 +320,8 @@ def main():
                 f"err {r[5]:.1e} vs {gs[5]:.1e} (target >= 10x at equal or better accuracy: "
                 f"{verdict})"
             )
+    if args.decoder:
+        decoder_main(args)
 
 
 if __name__ == "__main__":

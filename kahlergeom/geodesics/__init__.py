@@ -8,8 +8,11 @@ the Levi-Civita connection of its real metric $G_R$. Results record which (``con
   (`Dopri5`, adaptive, the default; `RK4`, fixed steps; or your own subclass).
 * `solve_log`: one boundary-value solve with a `GeodesicSolver` — `EnergyMinimisation`
   (default; discrete curve energy from several initial curves, refined by `Shooting`) or
-  `Shooting` alone — returning velocity, length, status, certificate and (on request) points.
-  The length is the minimum over the converged candidates with no conjugate point.
+  `Shooting` alone, or `DiscreteEnergy` (decoder manifolds: discrete energy through the
+  decoder's output distributions, coarse to fine, with a discretisation check) — returning
+  velocity, length, status, certificate and (on request) points. The length is the minimum
+  over the converged candidates with no conjugate point (`DiscreteEnergy`: the exact-metric
+  length of its converged discrete curve).
 
 Every result carries an int ``status`` per pair in one vocabulary, `STATUS_NAMES`. The manifold
 methods (``exp``, ``log``, ``dist``, ``geodesic``, ``parallel_transport``) return NaN where a
@@ -23,6 +26,7 @@ from kahlergeom.geodesics._api import (
     solve_log,
     transport,
 )
+from kahlergeom.geodesics._discrete import DiscreteEnergy
 from kahlergeom.geodesics._ode import RK4, Dopri5, Integrator, ODEResult
 from kahlergeom.geodesics._ode import STATUS as STATUS_NAMES
 from kahlergeom.geodesics._results import ExpResult, LogResult
@@ -31,6 +35,7 @@ from kahlergeom.geodesics._solvers import EnergyMinimisation, GeodesicSolver, Sh
 __all__ = [
     "RK4",
     "STATUS_NAMES",
+    "DiscreteEnergy",
     "Dopri5",
     "EnergyMinimisation",
     "ExpResult",

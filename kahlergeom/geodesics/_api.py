@@ -19,6 +19,7 @@ import torch
 from kahlergeom._checks import check_in_domain, check_points, check_positive_int, check_same_shape
 from kahlergeom._linalg import from_real, to_real
 from kahlergeom.geodesics._bvp import flow, h_norm
+from kahlergeom.geodesics._discrete import sample_curve
 from kahlergeom.geodesics._equations import connection_of, geodesic_rhs, inside_fn
 from kahlergeom.geodesics._ode import (
     CONJUGATE_POINT,
@@ -79,9 +80,12 @@ def check_integrator(integrator):
     return integrator
 
 
-def check_solver(solver):
+def check_solver(solver, manifold=None):
+    """The solver to use: ``solver``, else the manifold's ``default_solver`` (an optional
+    protocol attribute, e.g. `FisherManifold`'s `DiscreteEnergy`), else `EnergyMinimisation`."""
     if solver is None:
-        return EnergyMinimisation()
+        default = getattr(manifold, "default_solver", None)
+        return default if isinstance(default, GeodesicSolver) else EnergyMinimisation()
     if not isinstance(solver, GeodesicSolver):
         raise ValueError(
             "solver must be a kahlergeom.geodesics.GeodesicSolver (e.g. EnergyMinimisation() or "
@@ -230,7 +234,7 @@ def solve_log(
     non-convergence. Default solver: `EnergyMinimisation`. Where the solver leaves
     ``certified`` unset, the returned geodesic is certified here (variational equations).
     """
-    solver = check_solver(solver)
+    solver = check_solver(solver, manifold)
     integrator = check_integrator(integrator)
     if n_points is not None:
         check_positive_int(n_points, "n_points", minimum=2)
@@ -261,6 +265,8 @@ def solve_log_core(manifold, z, w, solver, n_points, integrator) -> LogResult:
         status=r.status.reshape(batch),
         certificate=r.certificate,
         points=None if r.points is None else r.points.reshape(*batch, n_points, n),
+        discretisation=None if r.discretisation is None else r.discretisation.reshape(batch),
+        nodes=None if r.nodes is None else r.nodes.reshape(*batch, *r.nodes.shape[-2:]),
     )
 
 
@@ -273,6 +279,8 @@ def _complete(manifold, z, r: LogResult, integrator, n_points) -> LogResult:
         fl = flow(manifold, z, to_real(ok_v), integrator, jacobian=True, n_points=n_points)
         certified = fl.certified & r.converged
         points = fl.points
+    elif n_points is not None and r.nodes is not None:  # a discrete curve: sample its spline
+        points = to_real(sample_curve(r.nodes, n_points))
     elif n_points is not None:
         points = flow(manifold, z, to_real(ok_v), integrator, n_points=n_points).points
     status = r.status
@@ -297,6 +305,8 @@ def _complete(manifold, z, r: LogResult, integrator, n_points) -> LogResult:
         status=status,
         certificate=certificate,
         points=points,
+        discretisation=r.discretisation,
+        nodes=r.nodes,
     )
 
 

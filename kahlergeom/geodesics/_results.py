@@ -44,7 +44,8 @@ class LogResult:
     A solver fills ``velocity``, ``length``, ``converged``, ``residual``,
     ``candidate_lengths`` and ``connection``; it may fill ``certified`` (else
     `kahlergeom.geodesics.solve_log` certifies the returned geodesic itself). ``status``,
-    ``certificate`` and ``points`` are completed by `solve_log`.
+    ``certificate`` and ``points`` are completed by `solve_log`; a discrete-curve solver also
+    fills ``discretisation`` and ``nodes``.
 
     Attributes:
         velocity: initial velocity v with ``exp_z(v) ≈ w`` ``(..., n)``.
@@ -67,9 +68,15 @@ class LogResult:
         certificate: what a certified length means for this manifold: ``"local"`` (locally
             minimising), or ``"global"`` when the manifold declares non-positive curvature on a
             simply connected domain (Cartan–Hadamard: the geodesic is the unique one, and the
-            length is the distance).
+            length is the distance); ``"polyline"`` / ``"discrete"``: the length of a curve
+            from z to w (an upper bound of the distance) that minimises a discrete energy.
         points: points of the geodesic at equally spaced times ``(..., n_points, n)`` when
             requested, else ``None``.
+        discretisation: for discrete-curve solvers (`DiscreteEnergy`), the estimated relative
+            discretisation error of the length ``(...)`` (from the lengths at K/8, K/4, K/2 and
+            K segments; its check), else ``None``.
+        nodes: the discrete curve's nodes at t = k/K ``(..., K+1, n)`` (`DiscreteEnergy`
+            without refinement; ``points`` are then sampled from its spline), else ``None``.
     """
 
     velocity: torch.Tensor
@@ -83,6 +90,8 @@ class LogResult:
     status: torch.Tensor | None = None
     certificate: str = "local"
     points: torch.Tensor | None = None
+    discretisation: torch.Tensor | None = None
+    nodes: torch.Tensor | None = None
 
     @property
     def success(self) -> torch.Tensor:

@@ -11,8 +11,8 @@ from kahlergeom._checks import check_points
 from kahlergeom._linalg import from_real, levi_from_real_hessian, to_real, wirtinger
 from kahlergeom.decoders._decoders import check_decoder, decode_params, evaluate_decoder
 from kahlergeom.decoders._likelihoods import ComplexGaussian, Likelihood
+from kahlergeom.geodesics import DiscreteEnergy
 from kahlergeom.manifolds._hermitian import HermitianManifold
-
 
 #: With no ``chunk_size``, on the CPU the points go through the decoder in blocks whose output
 #: tangents (2n directions × points × decoder outputs) take about this many bytes, so that the
@@ -216,8 +216,9 @@ class FisherManifold(HermitianManifold):
         tangent_bytes = max(1, u.shape[-1] * per_point)
         return max(MIN_BLOCK_POINTS, CPU_BLOCK_BYTES // tangent_bytes)
 
-    def _real_fisher_rows(self, u: torch.Tensor) -> torch.Tensor:
-        """Real Fisher matrices ``(B, 2n, 2n)`` at real rows ``u`` ``(B, 2n)``.
+    def _real_fisher_rows(self, u: torch.Tensor, tangents: torch.Tensor | None = None):
+        """Real Fisher matrices ``(B, 2n, 2n)`` at real rows ``u`` ``(B, 2n)``; with real
+        ``tangents`` ``(k, B, 2n)``, the ``(B, k, k)`` Gram matrices of F on those directions.
 
         One batched decoder call carries all 2n real tangents at once: ``jvp`` with the primal
         batch ``u`` (evaluated once) and the tangents ``e_i`` broadcast over the batch, vmapped
@@ -226,7 +227,9 @@ class FisherManifold(HermitianManifold):
         GEMM for the Gaussian likelihoods). Decoders must be batch-independent (eval mode).
         """
         B, m = u.shape
-        tangents = torch.eye(m, dtype=u.dtype, device=u.device).unsqueeze(1).expand(m, B, m)
+        if tangents is None:
+            tangents = torch.eye(m, dtype=u.dtype, device=u.device).unsqueeze(1).expand(m, B, m)
+        m = tangents.shape[0]
         # out_dims=0 for the primal too (then its first copy): it does not depend on the
         # tangent, but under an enclosing transform (e.g. vmap(hessian(energy)) of a geodesic
         # solver) vmap sees it as batched, and out_dims=None would be refused.
@@ -252,6 +255,44 @@ class FisherManifold(HermitianManifold):
 
     def metric_field(self, z: torch.Tensor) -> torch.Tensor:
         return levi_from_real_hessian(self._real_fisher(z))
+
+    # -- optional protocol hooks of kahlergeom.geodesics.DiscreteEnergy ----------------------
+    @property
+    def default_solver(self):
+        """The boundary-value solver `dist`, `log`, `geodesic` and ``solve_log`` use when none is
+        given: `kahlergeom.geodesics.DiscreteEnergy` (curve energy through the decoder's output
+        distributions; minutes → about a second per pair against `EnergyMinimisation`, see
+        ``docs/benchmarks.md``). Its ``log`` velocity is the discrete curve's tangent; pass
+        ``solver=DiscreteEnergy(refine=Shooting())`` for a shooting-certified one."""
+        return DiscreteEnergy()
+
+    def squared_norm(self, z: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        r"""$h(v, v)$ at ``z`` for tangent vectors ``v`` (both ``(..., n)``), real ``(...)``,
+        unchecked: two forward-mode products of the decoder (along v and iv) instead of the
+        2n of `metric_field`: $h(v, v) = \tfrac14[F(v, v) + F(iv, iv)]$ (real Fisher F)."""
+        n = z.shape[-1]
+        z, v = torch.broadcast_tensors(z, v)
+        u = to_real(z.reshape(-1, n))
+        t = torch.stack([to_real(v.reshape(-1, n)), to_real(1j * v.reshape(-1, n))])
+        if u.shape[0] == 0:
+            return u.new_zeros(z.shape[:-1])
+        rows = u.shape[0] if self.chunk_size is None else self.chunk_size
+        F = torch.cat(
+            [
+                self._real_fisher_rows(c, tc)
+                for c, tc in zip(torch.split(u, rows), torch.split(t, rows, dim=1), strict=True)
+            ]
+        )
+        return (0.25 * (F[:, 0, 0] + F[:, 1, 1])).reshape(z.shape[:-1])
+
+    def decoder_params(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The likelihood's parameters at points ``z`` ``(B, n)`` (unchecked, traceable): the
+        decoder's output distributions, for divergence-based curve energies."""
+        return decode_params(self.decoder, self.likelihood, z)
+
+    def decoder_kl(self, params0, params) -> torch.Tensor:
+        """KL(p(·|params0) ‖ p(·|params)) per point, summed over outputs (the likelihood's)."""
+        return self.likelihood.kl(params0, params)
 
     def holomorphy_residual(self, z: torch.Tensor) -> torch.Tensor:
         r"""How far the decoder mean is from holomorphic: $\|\bar\partial\mu\| / (\|\partial\mu\|
