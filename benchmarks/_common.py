@@ -309,3 +309,24 @@ def write_text(path: str | None, text: str) -> None:
         os.makedirs(directory, exist_ok=True)
         with open(path, "w", encoding="utf-8") as f:
             f.write(text if text.endswith("\n") else text + "\n")
+
+
+# -- closed-form geodesic distances (docs/conventions.md § Closed forms): the oracles of the
+# geodesic benchmarks
+
+
+def fs_dist(z, w):
+    """Fubini–Study distance in the affine chart of CP^n:
+    arccos(|1 + w̄·z| / √((1+|z|²)(1+|w|²)))."""
+    ip = (1 + (z.conj() * w).sum(-1)).abs()
+    nz = 1 + (z.real**2 + z.imag**2).sum(-1)
+    nw = 1 + (w.real**2 + w.imag**2).sum(-1)
+    return torch.arccos((ip / torch.sqrt(nz * nw)).clamp(max=1))
+
+
+def ball_dist(z, w):
+    """Distance of the complex hyperbolic ball B^n (curvature convention of docs/conventions.md)."""
+    nz = 1 - (z.real**2 + z.imag**2).sum(-1)
+    nw = 1 - (w.real**2 + w.imag**2).sum(-1)
+    ip = 1 - (z.conj() * w).sum(-1)
+    return torch.atanh(torch.sqrt(1 - nz * nw / (ip.real**2 + ip.imag**2)))

@@ -21,6 +21,7 @@ import argparse
 import time
 
 import torch
+from _common import ball_dist, fs_dist
 
 import kahlergeom as kg
 from kahlergeom import geodesics
@@ -35,20 +36,6 @@ class HandWrittenFS(KahlerPotential):
 
     def __call__(self, z):
         return torch.log1p((z.real**2 + z.imag**2).sum(-1))
-
-
-def fs_dist(z, w):
-    ip = (1 + (z.conj() * w).sum(-1)).abs()
-    nz = 1 + (z.real**2 + z.imag**2).sum(-1)
-    nw = 1 + (w.real**2 + w.imag**2).sum(-1)
-    return torch.arccos((ip / torch.sqrt(nz * nw)).clamp(max=1))
-
-
-def ball_dist(z, w):
-    nz = 1 - (z.real**2 + z.imag**2).sum(-1)
-    nw = 1 - (w.real**2 + w.imag**2).sum(-1)
-    ip = 1 - (z.conj() * w).sum(-1)
-    return torch.atanh(torch.sqrt(1 - nz * nw / (ip.real**2 + ip.imag**2)))
 
 
 def disk_points(P, n, radius, g):

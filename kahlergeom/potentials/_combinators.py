@@ -64,35 +64,22 @@ class Product(KahlerPotential):
         parts = [p.partial(zi) for p, zi in zip(self.factors, self._split(z), strict=True)]
         return torch.cat(parts, -1)
 
+    def _blockwise(self, method: str, *tensors):
+        """Each factor's ``method`` on its own block of the (broadcast) tensors, concatenated:
+        the metric is block diagonal, so the Christoffel contractions split by factor."""
+        tensors = torch.broadcast_tensors(*tensors)
+        parts = zip(self.factors, *(self._split(t) for t in tensors), strict=True)
+        return torch.cat([getattr(p, method)(*args) for p, *args in parts], -1)
+
     def christoffel_contract(self, z, u, v):
         """Blockwise: each factor's own contraction (the metric is block diagonal)."""
-        z, u, v = torch.broadcast_tensors(z, u, v)
-        parts = zip(self.factors, self._split(z), self._split(u), self._split(v), strict=True)
-        return torch.cat([p.christoffel_contract(*args) for p, *args in parts], -1)
+        return self._blockwise("christoffel_contract", z, u, v)
 
     def christoffel_contract_derivative(self, z, dz, u, v):
-        z, dz, u, v = torch.broadcast_tensors(z, dz, u, v)
-        parts = zip(
-            self.factors,
-            self._split(z),
-            self._split(dz),
-            self._split(u),
-            self._split(v),
-            strict=True,
-        )
-        return torch.cat([p.christoffel_contract_derivative(*args) for p, *args in parts], -1)
+        return self._blockwise("christoffel_contract_derivative", z, dz, u, v)
 
     def christoffel_spray_linearised(self, z, u, dz, du):
-        z, u, dz, du = torch.broadcast_tensors(z, u, dz, du)
-        parts = zip(
-            self.factors,
-            self._split(z),
-            self._split(u),
-            self._split(dz),
-            self._split(du),
-            strict=True,
-        )
-        return torch.cat([p.christoffel_spray_linearised(*args) for p, *args in parts], -1)
+        return self._blockwise("christoffel_spray_linearised", z, u, dz, du)
 
     @property
     def has_closed_form_christoffel(self) -> bool:
