@@ -545,10 +545,16 @@ def test_automatic_cpu_blocks_match_one_block(variance, gen, monkeypatch):
     per_point = D * 16 + (D * 8 if variance == "point" else 0)
     monkeypatch.setattr(_fisher, "MIN_BLOCK_POINTS", 1)
     monkeypatch.setattr(_fisher, "CPU_BLOCK_BYTES", 5 * 2 * n * per_point)
-    assert M._block_points(torch.cat([z.real, z.imag], -1)) == 5
+    u = torch.cat([z.real, z.imag], -1)
+    assert M._block_points(u, 2 * n) == 5
     assert_close(M.metric(z), ref, rtol=1e-13, atol=1e-13)
+    # h(v, v) by two tangents per point: blocks sized for 2 tangents, same values as the metric
+    assert M._block_points(u, 2) == 10
+    v = random_points(n, (N,), generator=gen)
+    h = torch.einsum("...a,...ab,...b->...", v, ref, v.conj()).real
+    assert_close(M.squared_norm(z, v), h, rtol=1e-12, atol=1e-13)
     monkeypatch.setattr(_fisher, "MIN_BLOCK_POINTS", 8)
-    assert M._block_points(torch.cat([z.real, z.imag], -1)) == 8  # the floor
+    assert M._block_points(u, 2 * n) == 8  # the floor
     assert_close(M.metric(z), ref, rtol=1e-13, atol=1e-13)
 
 

@@ -169,12 +169,6 @@ class FisherManifold(HermitianManifold):
     def _params_of_real(self, u: torch.Tensor):
         return decode_params(self.decoder, self.likelihood, from_real(u))
 
-    def _real_fisher_point(self, u: torch.Tensor) -> torch.Tensor:
-        basis = torch.eye(u.shape[-1], dtype=u.dtype, device=u.device)
-        params = self._params_of_real(u)
-        dparams = vmap(lambda t: jvp(self._params_of_real, (u,), (t,))[1])(basis)
-        return self.likelihood.fisher_real(params, dparams)
-
     def real_fisher(self, z: torch.Tensor) -> torch.Tensor:
         r"""The real Fisher matrix F in coordinates u = (x, y): ``(..., n)`` → ``(..., 2n, 2n)``.
 
@@ -190,17 +184,24 @@ class FisherManifold(HermitianManifold):
         u = to_real(z.reshape(-1, n))
         if u.shape[0] == 0:
             return u.new_zeros(*z.shape[:-1], 2 * n, 2 * n)
-        rows = self._block_points(u)
-        if rows >= u.shape[0]:
-            F = self._real_fisher_rows(u)
-        else:
-            F = torch.cat([self._real_fisher_rows(c) for c in torch.split(u, rows)])
-        return F.reshape(*z.shape[:-1], 2 * n, 2 * n)
+        return self._fisher_in_blocks(u).reshape(*z.shape[:-1], 2 * n, 2 * n)
 
-    def _block_points(self, u: torch.Tensor) -> int:
-        """Points per decoder call: ``chunk_size`` when given; else all points off the CPU and
-        cache-sized blocks on it (`CPU_BLOCK_BYTES` of output tangents, at least
-        `MIN_BLOCK_POINTS` points)."""
+    def _fisher_in_blocks(self, u: torch.Tensor, tangents: torch.Tensor | None = None):
+        """`_real_fisher_rows` over blocks of `_block_points` points, concatenated."""
+        k = u.shape[-1] if tangents is None else tangents.shape[0]
+        rows = self._block_points(u, k)
+        if rows >= u.shape[0]:
+            return self._real_fisher_rows(u, tangents)
+        blocks = torch.split(u, rows)
+        tblocks = [None] * len(blocks) if tangents is None else torch.split(tangents, rows, 1)
+        return torch.cat(
+            [self._real_fisher_rows(c, tc) for c, tc in zip(blocks, tblocks, strict=True)]
+        )
+
+    def _block_points(self, u: torch.Tensor, k: int) -> int:
+        """Points per decoder call carrying ``k`` tangents each: ``chunk_size`` when given; else
+        all points off the CPU and cache-sized blocks on it (`CPU_BLOCK_BYTES` of output
+        tangents, at least `MIN_BLOCK_POINTS` points)."""
         if self.chunk_size is not None:
             return self.chunk_size
         if u.device.type != "cpu":
@@ -213,7 +214,7 @@ class FisherManifold(HermitianManifold):
             lead = params[0].ndim
             per_point = sum(p[:1].numel() * p.element_size() for p in params if p.ndim == lead)
             self._point_bytes[u.dtype] = per_point
-        tangent_bytes = max(1, u.shape[-1] * per_point)
+        tangent_bytes = max(1, k * per_point)
         return max(MIN_BLOCK_POINTS, CPU_BLOCK_BYTES // tangent_bytes)
 
     def _real_fisher_rows(self, u: torch.Tensor, tangents: torch.Tensor | None = None):
@@ -276,13 +277,7 @@ class FisherManifold(HermitianManifold):
         t = torch.stack([to_real(v.reshape(-1, n)), to_real(1j * v.reshape(-1, n))])
         if u.shape[0] == 0:
             return u.new_zeros(z.shape[:-1])
-        rows = u.shape[0] if self.chunk_size is None else self.chunk_size
-        F = torch.cat(
-            [
-                self._real_fisher_rows(c, tc)
-                for c, tc in zip(torch.split(u, rows), torch.split(t, rows, dim=1), strict=True)
-            ]
-        )
+        F = self._fisher_in_blocks(u, t)
         return (0.25 * (F[:, 0, 0] + F[:, 1, 1])).reshape(z.shape[:-1])
 
     def decoder_params(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
