@@ -171,6 +171,20 @@ def _add_points_arg(p):
     )
 
 
+#: `GeometricRegulariser` kinds (kahlergeom.vae; spelled here so that `--help` does not import
+#: torch; tests/test_cli.py checks they agree).
+REG_KINDS = ("variance", "magnitude")
+
+
+def _add_reg_kind(p):
+    p.add_argument(
+        "--reg-kind",
+        default="variance",
+        choices=REG_KINDS,
+        help="regulariser: variance of log det G, or mean of its square",
+    )
+
+
 def _add_model_args(p):
     _add_data_args(p, from_checkpoint=False)
     p.add_argument(
@@ -443,12 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=50.0,
         help="weight of the log-det regulariser in the regularised variant",
     )
-    p.add_argument(
-        "--reg-kind",
-        default="variance",
-        choices=["variance", "magnitude"],
-        help="regulariser: variance of log det G, or mean of its square",
-    )
+    _add_reg_kind(p)
     p.add_argument(
         "--pairs", type=_int_at_least(1), help="geodesic pairs per model (default: 6; --quick: 3)"
     )
@@ -511,12 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="weight of the log-det regulariser (0: off)",
     )
-    p.add_argument(
-        "--reg-kind",
-        default="variance",
-        choices=["variance", "magnitude"],
-        help="regulariser: variance of log det G, or mean of its square",
-    )
+    _add_reg_kind(p)
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(

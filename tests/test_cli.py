@@ -201,3 +201,12 @@ def test_demo_end_to_end(tmp_path, capsys):
     for name in ("baseline", "fisher", "fitted"):
         load_model(os.path.join(out, "checkpoints", f"{name}-seed0.pt"))
     assert elapsed < 120, f"the tiny demo took {elapsed:.0f} s"
+
+
+def test_reg_kind_choices_match_the_regulariser():
+    """The CLI spells the regulariser kinds itself (no torch import for --help): they must be
+    exactly the kinds `GeometricRegulariser` accepts."""
+    from kahlergeom.cli import REG_KINDS
+    from kahlergeom.vae._train import _KINDS
+
+    assert tuple(REG_KINDS) == tuple(_KINDS)
