@@ -126,6 +126,31 @@ def test_projector_chart_distance():
     torch.testing.assert_close(d, truth, rtol=1e-7, atol=0)
 
 
+@pytest.mark.slow
+def test_default_solver_over_many_seeds_never_silently_wrong():
+    """The FisherManifold default (DiscreteEnergy) over 6 seeds × 4 pairs on both chart
+    decoders with closed-form distances: every pair reported successful is within 1e-6 and
+    never below the distance; at least 95% succeed, the rest are flagged (NaN from dist)."""
+    ok = total = 0
+    for n, dec in ((1, sphere_decoder), (2, projector_decoder)):
+        M = kg.FisherManifold(dec, n=n)
+        for seed in range(10, 16):
+            z, w = pairs(n, 4, seed, scale=0.8)
+            truth = fs_dist(z, w)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                r = solve_log(M, z, w)
+                d = M.dist(z, w)
+            err = (r.length - truth) / truth
+            good = r.success
+            assert bool((err[good].abs() <= 1e-6).all()), (seed, err)
+            assert bool((err[good] > -1e-12).all()), (seed, err)
+            assert bool(d[~good].isnan().all()) and bool(d[good].isfinite().all())
+            ok += int(good.sum())
+            total += good.numel()
+    assert ok >= 0.95 * total, (ok, total)
+
+
 def test_kahler_chart_metric_energy():
     """energy="metric" runs on any manifold: the Fubini–Study chart of CP² in closed form."""
     M = kg.KahlerManifold(kg.potentials.FubiniStudy(2))
