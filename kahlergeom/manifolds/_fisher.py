@@ -15,11 +15,12 @@ from kahlergeom.geodesics import DiscreteEnergy
 from kahlergeom.manifolds._hermitian import HermitianManifold
 
 #: With no ``chunk_size``, on the CPU the points go through the decoder in blocks whose output
-#: tangents (2n directions × points × decoder outputs) take about this many bytes, so that the
-#: memory-bound passes over them (activation derivatives, bias terms, complex assembly, the
-#: Fisher contraction) run in cache rather than from main memory. Measured with
-#: ``benchmarks/bench_decoder_metric.py`` (docs/benchmarks.md): 1.6–2.7× faster than one
-#: block on the issue's tanh MLP (float32) and the one-hidden-layer decoder (float64).
+#: tangents (k directions × points × decoder outputs; k = 2n for the metric) take about this
+#: many bytes, so that the memory-bound passes over them (activation derivatives, bias terms,
+#: complex assembly, the Fisher contraction) run in cache rather than from main memory.
+#: Measured with ``benchmarks/bench_decoder_metric.py --peers-only`` (docs/decoder-geometry.md):
+#: the issue's tanh MLP (float32, N = 1024) 1.68× → 1.10–1.14× stochman's time, the
+#: one-hidden-layer decoder (float64) about 2.5× faster than one block.
 CPU_BLOCK_BYTES = 6 << 20
 #: Fewest points per automatic block: below this the per-call cost of the transforms dominates.
 MIN_BLOCK_POINTS = 16
