@@ -23,6 +23,7 @@ from kahlergeom import geodesics
 from kahlergeom._linalg import from_real, to_real
 from kahlergeom.curvature import kahler_christoffel, levi_civita_christoffel
 from kahlergeom.geodesics import (
+    Dop853,
     Dopri5,
     EnergyMinimisation,
     GeodesicWarning,
@@ -212,12 +213,73 @@ def test_rk_fixed_convergence_order_geodesic(FS2):
     assert 4.3 < slope < 5.8, (slope, errs)
 
 
-def test_dopri5_tolerance_and_output_times():
-    """Adaptive solution of y' = y² meets its tolerance and lands on requested times."""
+def _dop853_fixed(f, y0, t_end, steps):
+    """``steps`` equal steps of the eighth-order scheme (the test's own loop over its stages)."""
+    from kahlergeom.geodesics._tableaux import _B8
+
+    h = t_end / steps
+    y = y0
+    for _ in range(steps):
+        ks = Dop853.stages(f, y, f(y), h)
+        y = y + h * sum(b * k for b, k in zip(_B8, ks, strict=True))
+    return y
+
+
+def test_dop853_tableau_is_consistent():
+    """Row sums are the nodes, the weights sum to 1 and are the tableau's step row, and both
+    error estimators annihilate constants (they are differences of consistent weights)."""
+    from kahlergeom.geodesics._tableaux import _A8, _B8, _C8, _D8, _E8_3, _E8_5
+
+    assert len(_A8) == len(_C8) == 16 and len(_B8) == 12 and all(len(r) == 16 for r in _D8)
+    for i, row in enumerate(_A8):
+        assert len(row) <= i and math.isclose(sum(row), _C8[i], abs_tol=1e-14), i
+    assert math.isclose(sum(_B8), 1.0, abs_tol=1e-14)
+    assert _A8[12] == _B8 and _C8[11] == _C8[12] == 1.0
+    assert abs(sum(_E8_5)) < 1e-14 and abs(sum(_E8_3)) < 1e-14
+
+
+def test_dop853_fixed_step_order_is_eight():
+    """Harmonic oscillator to t = 3 with N equal steps: fitted order ≈ 8."""
+    f = lambda y: torch.cat([y[:, 1:], -y[:, :1]], -1)  # noqa: E731
+    y0 = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
+    exact = torch.tensor([[math.cos(3.0), -math.sin(3.0)]], dtype=torch.float64)
+    Ns = [3, 4, 6, 8]
+    errs = [float((_dop853_fixed(f, y0, 3.0, N) - exact).abs().max()) for N in Ns]
+    slope = np.polyfit(np.log(1 / np.array(Ns)), np.log(errs), 1)[0]
+    assert 7.5 < slope < 9.0, (slope, errs)
+
+
+@pytest.mark.parametrize("integrator, order", [(Dopri5(), 4), (Dop853(), 7)])
+def test_dense_output_order(integrator, order):
+    """One step of size h from y(0) = 1 of y' = y² (exact 1/(1 − t)) and the dense output at
+    θ ∈ {0.3, 0.7}: local error O(h^{order+1}); exact at θ = 0, the step itself at θ = 1."""
+    f = lambda y: y**2  # noqa: E731
+    hs = [0.2, 0.1, 0.05, 0.025]
+    errs = []
+    for h in hs:
+        y0 = torch.tensor([[1.0]], dtype=torch.float64)
+        hb = torch.tensor([[h]], dtype=torch.float64)
+        y1, ks, _ = integrator._trial(f, y0, f(y0), hb, lambda y1: torch.ones_like(y1))
+        theta = torch.tensor([[0.0, 0.3, 0.7, 1.0]], dtype=torch.float64)
+        out = integrator._dense(f, y0, ks, hb[:, 0], theta)[0, :, 0]
+        assert float(out[0]) == 1.0
+        torch.testing.assert_close(out[3], y1[0, 0], rtol=1e-14, atol=0)
+        exact = 1 / (1 - theta[0, 1:3] * h)
+        errs.append(float((out[1:3] - exact).abs().max()))
+    slope = np.polyfit(np.log(hs), np.log(errs), 1)[0]
+    assert order + 0.6 < slope < order + 1.6, (slope, errs)
+
+
+@pytest.mark.parametrize("integrator", [Dopri5, Dop853])
+def test_adaptive_tolerance_and_output_times(integrator):
+    """Adaptive solution of y' = y² meets its tolerance and gives the requested output times
+    (dense output inside the steps, not steps cut at each output time)."""
     f = lambda y: y**2  # noqa: E731
     y0 = torch.tensor([[1.0], [0.5], [-1.0]], dtype=torch.float64)
     t = torch.linspace(0, 0.9, 7, dtype=torch.float64)
-    res = Dopri5(rtol=1e-10, atol=1e-12).integrate(f, y0, 0.9, t_eval=t)
+    res = integrator(rtol=1e-10, atol=1e-12).integrate(f, y0, 0.9, t_eval=t)
+    plain = integrator(rtol=1e-10, atol=1e-12).integrate(f, y0, 0.9)
+    assert torch.equal(res.n_steps, plain.n_steps)  # output times cost no steps
     assert bool(res.success.all())
     exact = y0[:, None, :] / (1 - y0[:, None, :] * t[None, :, None])
     torch.testing.assert_close(res.ys, exact, rtol=1e-8, atol=0)

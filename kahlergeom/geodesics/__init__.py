@@ -27,7 +27,7 @@ from kahlergeom.geodesics._api import (
     transport,
 )
 from kahlergeom.geodesics._discrete import DiscreteEnergy
-from kahlergeom.geodesics._ode import RK4, Dopri5, Integrator, ODEResult
+from kahlergeom.geodesics._ode import RK4, Dop853, Dopri5, Integrator, ODEResult
 from kahlergeom.geodesics._ode import STATUS as STATUS_NAMES
 from kahlergeom.geodesics._results import ExpResult, LogResult
 from kahlergeom.geodesics._solvers import EnergyMinimisation, GeodesicSolver, Shooting
@@ -36,6 +36,7 @@ __all__ = [
     "RK4",
     "STATUS_NAMES",
     "DiscreteEnergy",
+    "Dop853",
     "Dopri5",
     "EnergyMinimisation",
     "ExpResult",

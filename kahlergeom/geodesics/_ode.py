@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import torch
 
 from kahlergeom._checks import check_optional_positive, check_positive_int
+from kahlergeom.geodesics._tableaux import _A8, _B8, _D8, _E8_3, _E8_5
 
 #: Outcome codes shared by every geodesic result (initial- and boundary-value problems).
 STATUS = {
@@ -82,6 +83,25 @@ _A = (
 _B5 = (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84)
 _B4 = (5179 / 57600, 0.0, 7571 / 16695, 393 / 640, -92097 / 339200, 187 / 2100, 1 / 40)
 _E = tuple(b5 - b4 for b5, b4 in zip(_B5 + (0.0,), _B4, strict=True))
+#: Dense output of the Dormand–Prince pair (Shampine's fourth-order continuous extension):
+#: within an accepted step, y(t + θh) = y + h Σ_k k_k Σ_j P[k][j] θ^{j+1} for the seven stage
+#: derivatives k_k (the seventh at the new state). At θ = 1 the row sums are the fifth-order
+#: weights `_B5`; the θ-derivative is k_1 at θ = 0 and k_7 at θ = 1 (tests/test_ode.py checks
+#: both and the order).
+_P_DENSE = (
+    (1.0, -8048581381 / 2820520608, 8663915743 / 2820520608, -12715105075 / 11282082432),
+    (0.0, 0.0, 0.0, 0.0),
+    (0.0, 131558114200 / 32700410799, -68118460800 / 10900136933, 87487479700 / 32700410799),
+    (0.0, -1754552775 / 470086768, 14199869525 / 1410260304, -10690763975 / 1880347072),
+    (
+        0.0,
+        127303824393 / 49829197408,
+        -318862633887 / 49829197408,
+        701980252875 / 199316789632,
+    ),
+    (0.0, -282668133 / 205662961, 2019193451 / 616988883, -1453857185 / 822651844),
+    (0.0, 40617522 / 29380423, -110615467 / 29380423, 69997945 / 29380423),
+)
 
 
 @dataclass
@@ -158,19 +178,17 @@ class Integrator(abc.ABC):
 
 
 @dataclass(frozen=True)
-class Dopri5(Integrator):
-    """Adaptive Dormand–Prince RK5(4) with per-trajectory step control.
-
-    Args:
-        rtol, atol: tolerances of the local error test, positive; ``None`` picks them from the
-            dtype (1e-10 / 1e-10 in float64, 1e-5 / 1e-6 in float32). A step is accepted when
-            ``rms(err / (atol + rtol · max(|y|, |y_new|))) ≤ 1``.
-        max_steps: cap on accepted plus rejected steps per trajectory.
-    """
+class _EmbeddedRK(Integrator):
+    """Adaptive embedded Runge–Kutta pair with per-trajectory step control (the shared loop of
+    `Dopri5` and `Dop853`); a subclass supplies the tableau through `_trial`, `_dense` and
+    `_stage_points`, and the controller exponent ``ERROR_EXPONENT``."""
 
     rtol: float | None = None
     atol: float | None = None
     max_steps: int = DEFAULT_MAX_STEPS
+
+    #: Exponent of the step-size controller, −1 / (order of the error estimate + 1).
+    ERROR_EXPONENT = -0.2
 
     def __post_init__(self):
         check_optional_positive(self.rtol, "rtol")
@@ -184,35 +202,21 @@ class Dopri5(Integrator):
         atol = self.atol if self.atol is not None else (1e-6 if low else 1e-10)
         return rtol, atol
 
-    # -- the scheme -----------------------------------------------------------------------
-    @staticmethod
-    def stages(f: Callable, y: torch.Tensor, k1: torch.Tensor, h: torch.Tensor) -> list:
-        """The six stage derivatives of one Dormand–Prince step; ``h`` is ``(B, 1)``."""
-        ks = [k1]
-        for row in _A[1:]:
-            incr = sum(a * k for a, k in zip(row, ks, strict=False) if a != 0.0)
-            ks.append(f(y + h * incr))
-        return ks
+    @abc.abstractmethod
+    def _trial(self, f, y, k1, h, scale_of):
+        """One trial step from ``y`` with ``k1 = f(y)`` and steps ``h`` ``(B, 1)``: returns
+        ``(y_new, ks, err)``, the stage derivatives ``ks`` ending with ``f(y_new)`` and the
+        scaled error norm ``err`` ``(B,)`` (accept where ≤ 1); ``scale_of(y_new)`` gives the
+        error scale ``atol + rtol·max(|y|, |y_new|)``."""
 
-    @staticmethod
-    def step5(y: torch.Tensor, ks: list, h: torch.Tensor) -> torch.Tensor:
-        """The fifth-order update from the stages."""
-        return y + h * sum(b * k for b, k in zip(_B5, ks, strict=True) if b != 0.0)
+    @abc.abstractmethod
+    def _dense(self, f, y, ks, h, theta):
+        """States at ``t + θh`` inside an accepted step: ``y`` ``(R, d)``, the step's ``ks``
+        (rows R), ``h`` ``(R,)``, ``theta`` ``(R, M)`` → ``(R, M, d)``."""
 
-    def fixed_steps(
-        self, f: Callable, y0: torch.Tensor, t_end: float | torch.Tensor, steps: int
-    ) -> torch.Tensor:
-        """``steps`` equal steps of the 5th-order scheme, no error control.
-
-        No data-dependent branching, so it is traceable by ``torch.func``. ``y0`` is
-        ``(..., d)``; ``t_end`` a float or a tensor broadcastable to ``(..., 1)``. Global error
-        O(h⁵).
-        """
-        h = torch.as_tensor(t_end, dtype=y0.dtype, device=y0.device) / steps
-        y = y0
-        for _ in range(steps):
-            y = self.step5(y, self.stages(f, y, f(y), h), h)
-        return y
+    @abc.abstractmethod
+    def _stage_points(self, y, ks, h, y_new):
+        """``(point, derivative)`` of every stage after the first (the last at ``y_new``)."""
 
     def integrate(self, f, y0, t_end=1.0, *, inside=None, t_eval=None) -> ODEResult:
         B, d = y0.shape
@@ -248,19 +252,18 @@ class Dopri5(Integrator):
             active = status == RUNNING
             if not bool(active.any()):
                 break
-            target = t_targets[nxt.clamp(max=t_targets.shape[0] - 1)] if ys is not None else t_end
-            remaining = torch.as_tensor(target, dtype=dtype, device=device) - t
+            remaining = t_end - t
             clipped = h >= remaining
             h_eff = torch.where(active, torch.minimum(h, remaining), torch.zeros_like(h))
             hb = h_eff[:, None]
-            ks = self.stages(f, y, k1, hb)
-            y_new = self.step5(y, ks, hb)
-            k7 = f(y_new)
-            err_vec = hb * sum(e * k for e, k in zip(_E, ks + [k7], strict=True) if e != 0.0)
-            scale = atol + rtol * torch.maximum(y.abs(), y_new.abs())
-            err = _rms(err_vec / scale)
+
+            def scale_of(y_new, y_cur=y):
+                return atol + rtol * torch.maximum(y_cur.abs(), y_new.abs())
+
+            y_new, ks, err = self._trial(f, y, k1, hb, scale_of)
+            k_new = ks[-1]
             finite = (
-                torch.isfinite(y_new).all(-1) & torch.isfinite(err) & torch.isfinite(k7).all(-1)
+                torch.isfinite(y_new).all(-1) & torch.isfinite(err) & torch.isfinite(k_new).all(-1)
             )
             ok_domain = _inside(inside, y_new, y, finite)
             err = torch.where(finite & ok_domain, err, torch.full_like(err, float("inf")))
@@ -268,24 +271,37 @@ class Dopri5(Integrator):
             reject = active & ~accept
             field = active & ~finite
             if bool(field.any()):
-                stages = _dopri_stages(y, ks + [k7], hb, y_new)
+                stages = self._stage_points(y, ks, hb, y_new)
                 field = _field_non_finite(inside, y, field, stages)[0]
             exit_ = reject & ~ok_domain & ~field
             domain_rejects = torch.where(accept, False, domain_rejects | exit_)
             n_non_finite += field.long()
             nf_until = torch.where(field, t + h_eff, nf_until)
 
+            if ys is not None:  # output times inside accepted steps, from the dense output
+                nxt = _record_dense(
+                    lambda r, th, y=y, ks=ks, h=h_eff: self._dense(
+                        f, y[r], [k[r] for k in ks], h[r], th
+                    ),
+                    ys,
+                    t_targets[:M],
+                    nxt,
+                    t,
+                    h_eff,
+                    accept,
+                )
             y = torch.where(accept[:, None], y_new, y)
-            k1 = torch.where(accept[:, None], k7, k1)
+            k1 = torch.where(accept[:, None], k_new, k1)
             t = torch.where(accept, t + h_eff, t)
             n_steps += accept.long()
             n_rej += reject.long()
 
-            factor = (SAFETY * err.clamp_min(1e-30) ** -0.2).clamp(MIN_FACTOR, MAX_FACTOR)
+            factor = SAFETY * err.clamp_min(1e-30) ** self.ERROR_EXPONENT
+            factor = factor.clamp(MIN_FACTOR, MAX_FACTOR)
             cap = torch.full_like(factor, MAX_FACTOR_AFTER_REJECT)
             factor = torch.where(accept, factor, torch.minimum(factor, cap))
             h_new = h_eff * factor
-            # After a step shortened to land on a target, do not let the short step set the pace.
+            # After a step shortened to land on t_end, do not let the short step set the pace.
             h_new = torch.where(accept & clipped, torch.maximum(h_new, h), h_new)
             h = torch.where(active, h_new, h)
             nf_cap = torch.where(field, h_new, nf_cap)
@@ -293,8 +309,6 @@ class Dopri5(Integrator):
             h = torch.where(held, torch.minimum(h, nf_cap), h)
             n_non_finite = torch.where(held, n_non_finite, 0)
 
-            if ys is not None:
-                nxt = _record(ys, y, accept & clipped, nxt, M)
             done = active & (t >= t_end * (1 - 4 * eps))
             status = torch.where(done, SUCCESS, status)
             stop = (status == RUNNING) & (n_non_finite >= NON_FINITE_REJECTS)
@@ -304,6 +318,125 @@ class Dopri5(Integrator):
             status = torch.where(under & ~domain_rejects, UNDERFLOW, status)
         status = torch.where(status == RUNNING, MAX_STEPS, status)
         return ODEResult(y=y, ys=ys, t=t, status=status, n_steps=n_steps, n_rejected=n_rej)
+
+
+@dataclass(frozen=True)
+class Dopri5(_EmbeddedRK):
+    """Adaptive Dormand–Prince RK5(4) with per-trajectory step control.
+
+    Args:
+        rtol, atol: tolerances of the local error test, positive; ``None`` picks them from the
+            dtype (1e-10 / 1e-10 in float64, 1e-5 / 1e-6 in float32). A step is accepted when
+            ``rms(err / (atol + rtol · max(|y|, |y_new|))) ≤ 1``.
+        max_steps: cap on accepted plus rejected steps per trajectory.
+    """
+
+    # -- the scheme -----------------------------------------------------------------------
+    @staticmethod
+    def stages(f: Callable, y: torch.Tensor, k1: torch.Tensor, h: torch.Tensor) -> list:
+        """The six stage derivatives of one Dormand–Prince step; ``h`` is ``(B, 1)``."""
+        ks = [k1]
+        for row in _A[1:]:
+            incr = sum(a * k for a, k in zip(row, ks, strict=False) if a != 0.0)
+            ks.append(f(y + h * incr))
+        return ks
+
+    @staticmethod
+    def step5(y: torch.Tensor, ks: list, h: torch.Tensor) -> torch.Tensor:
+        """The fifth-order update from the stages."""
+        return y + h * sum(b * k for b, k in zip(_B5, ks, strict=True) if b != 0.0)
+
+    def fixed_steps(
+        self, f: Callable, y0: torch.Tensor, t_end: float | torch.Tensor, steps: int
+    ) -> torch.Tensor:
+        """``steps`` equal steps of the 5th-order scheme, no error control.
+
+        No data-dependent branching, so it is traceable by ``torch.func``. ``y0`` is
+        ``(..., d)``; ``t_end`` a float or a tensor broadcastable to ``(..., 1)``. Global error
+        O(h⁵).
+        """
+        h = torch.as_tensor(t_end, dtype=y0.dtype, device=y0.device) / steps
+        y = y0
+        for _ in range(steps):
+            y = self.step5(y, self.stages(f, y, f(y), h), h)
+        return y
+
+    def _trial(self, f, y, k1, h, scale_of):
+        ks = self.stages(f, y, k1, h)
+        y_new = self.step5(y, ks, h)
+        ks = ks + [f(y_new)]
+        err_vec = h * sum(e * k for e, k in zip(_E, ks, strict=True) if e != 0.0)
+        return y_new, ks, _rms(err_vec / scale_of(y_new))
+
+    def _dense(self, f, y, ks, h, theta):
+        return dense_output(y, ks, h, theta)
+
+    def _stage_points(self, y, ks, h, y_new):
+        return _dopri_stages(y, ks, h, y_new)
+
+
+@dataclass(frozen=True)
+class Dop853(_EmbeddedRK):
+    """Adaptive Dormand–Prince 8(5,3) with per-trajectory step control.
+
+    Twelve stages per step, eighth order, error estimated by the pair's combined fifth- and
+    third-order estimators ``err = |h|·|e₅|² / sqrt((|e₅|² + 0.01·|e₃|²)·d)`` (each scaled by
+    ``atol + rtol · max(|y|, |y_new|)``), controller ``h ← h · clip(0.9 · err^{-1/8}, 0.2, 5)``;
+    seventh-order dense output (three extra stages, only for steps containing output times).
+    At tight tolerances it takes far fewer steps than `Dopri5` (measured on Fubini–Study and
+    ball geodesics with their variational equations at rtol = atol = 1e-10: about 3× fewer
+    right-hand-side evaluations, 6× fewer steps), which is what the boundary-value solvers'
+    Newton shooting pays for. Same options, outcomes and tolerances as `Dopri5`.
+
+    Args:
+        rtol, atol: tolerances of the local error test, positive; ``None`` picks them from the
+            dtype (1e-10 / 1e-10 in float64, 1e-5 / 1e-6 in float32).
+        max_steps: cap on accepted plus rejected steps per trajectory.
+    """
+
+    ERROR_EXPONENT = -1 / 8
+
+    @staticmethod
+    def stages(f: Callable, y: torch.Tensor, k1: torch.Tensor, h: torch.Tensor) -> list:
+        """The twelve stage derivatives of one step; ``h`` is ``(B, 1)``."""
+        ks = [k1]
+        for row in _A8[1:12]:
+            ks.append(f(y + h * _combine(row, ks)))
+        return ks
+
+    def _trial(self, f, y, k1, h, scale_of):
+        ks = self.stages(f, y, k1, h)
+        y_new = y + h * _combine(_B8, ks)
+        ks = ks + [f(y_new)]
+        scale = scale_of(y_new)
+        n5 = (_combine(_E8_5, ks) / scale).square().sum(-1)
+        n3 = (_combine(_E8_3, ks) / scale).square().sum(-1)
+        den = (n5 + 0.01 * n3) * y.shape[-1]
+        err = h[:, 0].abs() * n5 / den.clamp_min(torch.finfo(y.dtype).tiny).sqrt()
+        return y_new, ks, torch.where(den > 0, err, torch.zeros_like(err))
+
+    def _dense(self, f, y, ks, h, theta):
+        hb = h[:, None]
+        K = list(ks)
+        for row in _A8[13:16]:
+            K.append(f(y + hb * _combine(row, K)))
+        dy = hb * _combine(_B8, ks)
+        F = [dy, hb * ks[0] - dy, 2 * dy - hb * (ks[-1] + ks[0])]
+        F += [hb * _combine(row, K) for row in _D8]
+        x = theta[..., None]  # (R, M, 1)
+        out = F[6][:, None, :] * x
+        for i, Fi in enumerate(reversed(F[:6])):
+            out = (out + Fi[:, None, :]) * ((1 - x) if i % 2 == 0 else x)
+        return y[:, None, :] + out
+
+    def _stage_points(self, y, ks, h, y_new):
+        points = [y + h * _combine(row, ks) for row in _A8[1:12]]
+        return list(zip(points + [y_new], ks[1:], strict=True))
+
+
+def _combine(coefficients, ks):
+    """Σ c_k k_k over the non-zero coefficients (``ks`` may be longer than needed)."""
+    return sum(c * k for c, k in zip(coefficients, ks, strict=False) if c != 0.0)
 
 
 @dataclass(frozen=True)
@@ -442,6 +575,38 @@ def _output_buffer(y, t_eval, t_end):
     nxt += int(at0.sum())
     targets = torch.cat([t_eval, t_eval.new_full((1,), t_end)])
     return ys, targets, nxt, M
+
+
+def dense_output(y: torch.Tensor, ks: list, h: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    r"""Dormand–Prince dense output inside one step: states at ``t + θh``.
+
+    ``y`` ``(R, d)`` is the state at the start of the step, ``ks`` the seven stage derivatives
+    ``(R, d)`` each (the seventh at the step's new state), ``h`` ``(R,)`` the step and ``theta``
+    ``(R, M)`` in [0, 1]; returns ``(R, M, d)``. Fourth-order accurate (local error O(h⁵)),
+    exact at θ = 0 and equal to the fifth-order step at θ = 1.
+    """
+    P = torch.tensor(_P_DENSE, dtype=y.dtype, device=y.device)  # (7, 4)
+    Q = h[:, None, None] * torch.einsum("rkd,kj->rjd", torch.stack(ks, 1), P)  # (R, 4, d)
+    powers = torch.stack([theta, theta**2, theta**3, theta**4], -1)  # (R, M, 4)
+    return y[:, None, :] + torch.einsum("rmj,rjd->rmd", powers, Q)
+
+
+def _record_dense(dense, ys, times, nxt, t, h, accepted):
+    """Store, for every ``accepted`` row, its output times in ``(t, t + h]`` from the dense
+    output ``dense(rows, theta)`` of the step just taken; returns the next-output indices."""
+    M = times.shape[0]
+    t1 = t + h
+    slack = 4 * torch.finfo(t.dtype).eps * t1.abs().clamp_min(1)
+    due = accepted & (nxt < M) & (times[nxt.clamp(max=M - 1)] <= t1 + slack)
+    if not bool(due.any()):
+        return nxt
+    idx = due.nonzero().squeeze(-1)
+    window = (torch.arange(M, device=ys.device)[None, :] >= nxt[idx, None]) & (
+        times[None, :] <= t1[idx, None] + slack[idx, None]
+    )
+    theta = ((times[None, :] - t[idx, None]) / h[idx, None]).clamp(0, 1)
+    ys[idx] = torch.where(window[..., None], dense(idx, theta), ys[idx])
+    return nxt.index_add(0, idx, window.sum(-1))
 
 
 def _record(ys, y, landed, nxt, M):
