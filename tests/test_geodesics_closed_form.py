@@ -18,6 +18,7 @@ from kahlergeom.geodesics import Shooting
 from kahlergeom.geodesics._bvp import (
     assemble_polyline_derivatives,
     energy_fn,
+    segment_derivatives_batched,
     segment_energy_fn,
 )
 from kahlergeom.geodesics._equations import (
@@ -177,6 +178,47 @@ def test_segment_hessian_assembly_matches_whole_energy():
         )
         torch.testing.assert_close(g1, g0, rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(H1, H0, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name, build, scale", CLOSED, ids=[c[0] for c in CLOSED])
+def test_squared_norm_real_matches_levi(name, build, scale):
+    """h(v, v) from the real-arithmetic closed form = Re vᵀ G v̄ from `levi` (broadcast)."""
+    pot = build()
+    g = torch.Generator().manual_seed(11)
+    z, v = _rand(g, 5, 3, pot.n, scale=scale), _rand(g, 1, 3, pot.n)
+    want = torch.einsum("...a,...ab,...b->...", v, pot.levi(z), v.conj()).real
+    got = pot.squared_norm_real(to_real(z), to_real(v))
+    assert got.shape == (5, 3)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-13)
+
+
+def test_fubini_study_squared_norm_far_out_in_the_chart():
+    """|z| = 1e6, v along z: h = |v|²/(1+|z|²)² ≈ 1e-24 |v|², which the textbook
+    (|v|²(1+|z|²) − |⟨z, v⟩|²)/(1+|z|²)² loses to cancellation; the Lagrange form keeps it."""
+    z = torch.tensor([[1e6 + 0j, 0j]], dtype=C128)
+    v = torch.tensor([[1.0 + 0j, 1e-3 + 0j]], dtype=C128)
+    s = 1 + 1e12
+    want = (1 + 1e-6 + 1e12 * 1e-6) / s**2  # |v|² + |z_1 v_2 − z_2 v_1|² over s²
+    got = FubiniStudy(2).squared_norm_real(to_real(z), to_real(v))
+    torch.testing.assert_close(got, torch.tensor([want], dtype=torch.float64), rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("name, build, scale", CLOSED, ids=[c[0] for c in CLOSED])
+def test_segment_derivatives_batched_match_torch_func(name, build, scale):
+    """The reverse-mode batched gradient and Hessian of the segment energy equal vmap of
+    torch.func grad/hessian (the path taken for metric fields without closed forms)."""
+    from torch.func import grad, hessian, vmap
+
+    M = kg.KahlerManifold(build())
+    g = torch.Generator().manual_seed(5)
+    a = to_real(_rand(g, 12, M.n, scale=scale))
+    b = to_real(_rand(g, 12, M.n, scale=scale))
+    seg = segment_energy_fn(M, 4)
+    ga, gb = vmap(grad(seg, argnums=(0, 1)))(a, b)
+    (Haa, Hab), (_, Hbb) = vmap(hessian(seg, argnums=(0, 1)))(a, b)
+    got = segment_derivatives_batched(M, 4, a, b)
+    for x, y in zip(got, (ga, gb, Haa, Hab, Hbb), strict=True):
+        torch.testing.assert_close(x, y, rtol=1e-11, atol=1e-11)
 
 
 def _fs_pairs(g, P):

@@ -12,12 +12,18 @@ Everything is batched over P pairs ``z, w`` of shape ``(P, n)``; per-pair decisi
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
 
 from kahlergeom._linalg import from_real, real_metric, to_real
-from kahlergeom.geodesics._equations import geodesic_rhs, geodesic_variational_rhs, inside_fn
+from kahlergeom.geodesics._equations import (
+    closed_form_of,
+    geodesic_rhs,
+    geodesic_variational_rhs,
+    inside_fn,
+)
 from kahlergeom.geodesics._ode import (
     CONJUGATE_POINT,
     NON_FINITE,
@@ -62,12 +68,15 @@ def flow(
     *,
     jacobian: bool = False,
     n_points: int | None = None,
+    certify: bool = True,
 ) -> Flow:
     """Integrate geodesics from ``z`` ``(Q, n)`` with real initial velocities ``uv`` ``(Q, 2n)``.
 
     With ``jacobian``, the variational equations run alongside (forward mode), giving the
-    shooting Jacobian and the conjugate-point certificate on `CERTIFICATE_GRID`; with
-    ``n_points``, points at that many equally spaced times in [0, 1] are returned as well.
+    shooting Jacobian and the conjugate-point certificate on `CERTIFICATE_GRID` (with
+    ``certify=False`` only the Jacobian: ``certified`` is all False and the integrator needs
+    no output times); with ``n_points``, points at that many equally spaced times in [0, 1]
+    are returned as well.
     """
     n = manifold.n
     m, d = 2 * n, 4 * n
@@ -76,7 +85,7 @@ def flow(
     inside = inside_fn(manifold)
     y0 = torch.cat([to_real(z), uv], -1)
     grids = []
-    if jacobian:
+    if jacobian and certify:
         grids.append(torch.linspace(0, 1, CERTIFICATE_GRID + 1, dtype=dtype, device=uv.device))
     if n_points is not None:
         grids.append(torch.linspace(0, 1, n_points, dtype=dtype, device=uv.device))
@@ -97,10 +106,12 @@ def flow(
     J = cert = pts = None
     if jacobian:
         J = res.y[:, d:].reshape(Q, m, d)[:, :, :m].transpose(1, 2)
-        on_grid = torch.isin(t_eval, grids[0]) & (t_eval > 0)
-        Yt = res.ys[:, on_grid, d:].reshape(Q, -1, m, d)[..., :m]
-        sign = torch.linalg.slogdet(Yt.transpose(-1, -2))[0]  # NaN rows give sign 0
-        cert = (sign > 0).all(-1) & (res.status == SUCCESS)
+        cert = torch.zeros(Q, dtype=torch.bool, device=uv.device)
+        if certify:
+            on_grid = torch.isin(t_eval, grids[0]) & (t_eval > 0)
+            Yt = res.ys[:, on_grid, d:].reshape(Q, -1, m, d)[..., :m]
+            sign = torch.linalg.slogdet(Yt.transpose(-1, -2))[0]  # NaN rows give sign 0
+            cert = (sign > 0).all(-1) & (res.status == SUCCESS)
     if n_points is not None:
         grid = torch.linspace(0, 1, n_points, dtype=dtype, device=uv.device)
         pts = res.ys[:, torch.isin(t_eval, grid), :m]
@@ -165,6 +176,40 @@ def segment_energy_fn(manifold, K: int):
         return (K + 1) * q
 
     return energy
+
+
+def segment_derivatives_batched(manifold, K: int, a: torch.Tensor, b: torch.Tensor):
+    r"""Gradient and Hessian of `segment_energy_fn` for a batch of segments by reverse mode.
+
+    ``a, b`` ``(S, 2n)`` → ``(ga, gb, Haa, Hab, Hbb)`` (``(S, 2n)`` and ``(S, 2n, 2n)``), the
+    same quantities as ``vmap`` of ``torch.func`` ``grad``/``hessian`` of the segment energy,
+    from one batched evaluation: a gradient with ``create_graph``, then all 4n Hessian
+    columns in one batched backward pass (the segments are independent, so the gradient of the
+    batch sum is each segment's gradient). $h(d, d)$ comes from the closed form's
+    ``squared_norm_real`` in real arithmetic where it has one, else from ``metric_field``. Only
+    for plain batched torch metric fields (closed forms, not differentiated by ``torch.func``
+    themselves), where it avoids the per-operation cost of forward-mode AD.
+    """
+    m = a.shape[-1]
+    sq = getattr(closed_form_of(manifold), "squared_norm_real", None)
+    x = torch.cat([a, b], -1).detach().requires_grad_(True)
+    eye = torch.eye(2 * m, dtype=x.dtype, device=x.device)
+    with torch.enable_grad():
+        xa, xb = x[:, :m], x[:, m:]
+        if sq is not None:
+            q = sq(0.5 * (xa + xb), xb - xa)
+        else:
+            d, mid = from_real(xb - xa), from_real(0.5 * (xa + xb))
+            q = torch.einsum("sa,sab,sb->s", d, manifold.metric_field(mid), d.conj()).real
+        (g,) = torch.autograd.grad((K + 1) * q.sum(), x, create_graph=True)
+        with warnings.catch_warnings():  # a missing batching rule only costs speed
+            warnings.filterwarnings("ignore", message=".*performance drop.*")
+            (H,) = torch.autograd.grad(
+                g, x, grad_outputs=eye[:, None, :].expand(2 * m, *g.shape), is_grads_batched=True
+            )
+    H = H.permute(1, 2, 0).detach()  # H[s, i, j] = ∂²e/∂x_i∂x_j (symmetric)
+    g = g.detach()
+    return g[:, :m], g[:, m:], H[:, :m, :m], H[:, :m, m:], H[:, m:, m:]
 
 
 def assemble_polyline_derivatives(ga, gb, Haa, Hab, Hbb):

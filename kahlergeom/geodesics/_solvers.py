@@ -36,6 +36,7 @@ from kahlergeom.geodesics._bvp import (
     polyline_length,
     polyline_tangent,
     real_metric_at,
+    segment_derivatives_batched,
     segment_energy_fn,
 )
 from kahlergeom.geodesics._equations import closed_form_of, connection_of
@@ -281,7 +282,12 @@ class Shooting(GeodesicSolver):
             use_loose = loose is not None and far and n_loose < self.max_iter
             n_loose, n_tight = n_loose + use_loose, n_tight + (not use_loose)
             fl = flow(
-                manifold, z[idx], trial[idx], loose if use_loose else self.integrator, jacobian=True
+                manifold,
+                z[idx],
+                trial[idx],
+                loose if use_loose else self.integrator,
+                jacobian=True,
+                certify=not use_loose,  # a loose integration's certificate is never used
             )
             r_t, rn_t = endpoint_miss(GRw[idx], fl, uw[idx])
             finite = torch.isfinite(rn_t)
@@ -389,6 +395,8 @@ class EnergyMinimisation(GeodesicSolver):
         seg = segment_energy_fn(manifold, K)
         vg = vmap(grad(seg, argnums=(0, 1)))
         vh = vmap(hessian(seg, argnums=(0, 1)))
+        cf = closed_form_of(manifold)
+        batched = getattr(cf, "has_closed_form_levi", False)  # plain torch metric field
         dtype = z.real.dtype
         eps = torch.finfo(dtype).eps
         p = to_real(X0).reshape(P, K * 2 * n)
@@ -398,7 +406,10 @@ class EnergyMinimisation(GeodesicSolver):
             """Gradient and Hessian of the energy, per segment (4n variables) and assembled."""
             pts = torch.cat([uz[:, None], p.reshape(P, K, 2 * n), uw[:, None]], 1)
             a, b = pts[:, :-1].reshape(-1, 2 * n), pts[:, 1:].reshape(-1, 2 * n)
-            (ga, gb), ((Haa, Hab), (_, Hbb)) = vg(a, b), vh(a, b)
+            if batched:
+                ga, gb, Haa, Hab, Hbb = segment_derivatives_batched(manifold, K, a, b)
+            else:
+                (ga, gb), ((Haa, Hab), (_, Hbb)) = vg(a, b), vh(a, b)
             S = (P, K + 1, 2 * n)
             return assemble_polyline_derivatives(
                 ga.reshape(S),

@@ -103,6 +103,18 @@ class KahlerPotential(abc.ABC):
             z, u, du
         )
 
+    def squared_norm_real(self, u: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        r"""$h_z(v, v) = \mathrm{Re}\, v^\top G(z)\,\bar v$ with z and v in real coordinates.
+
+        ``u = (Re z, Im z)`` and ``r = (Re v, Im v)`` ``(..., 2n)`` (x first, broadcast) → real
+        ``(...)``. The discrete curve energy of `kahlergeom.geodesics.EnergyMinimisation` is
+        differentiated twice through it by reverse mode, where real arithmetic costs a fraction
+        of complex. Default: from `levi`; the radial closed forms override it.
+        """
+        n = self.n
+        z, v = torch.complex(u[..., :n], u[..., n:]), torch.complex(r[..., :n], r[..., n:])
+        return torch.einsum("...a,...ab,...b->...", v, self.levi(z), v.conj()).real
+
     @property
     def has_closed_form_levi(self) -> bool:
         """True when the class overrides `levi` with a closed form."""

@@ -32,6 +32,25 @@ def _radial_x(z: torch.Tensor) -> torch.Tensor:
 # Γ^l_ab = c(|z|²)(δ_la z̄_b + δ_lb z̄_a), so Γ(u, v) = c (u ⟨z, v⟩ + v ⟨z, u⟩) with
 # ⟨a, b⟩ = Σ conj(a) b. Written with few tensor operations: geodesic integrations evaluate them
 # millions of times on small batches, where the per-operation overhead is the whole cost.
+def _split_real(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    n = u.shape[-1] // 2
+    return u[..., :n], u[..., n:]
+
+
+def _real_inner(u: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Real and imaginary parts of ⟨z, v⟩ = Σ conj(z_a) v_a from real coordinates."""
+    (x, y), (p, q) = _split_real(u), _split_real(r)
+    return (x * p + y * q).sum(-1), (x * q - y * p).sum(-1)
+
+
+def _real_wedge_sq(u: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """Σ_{a<b} |z_a v_b − z_b v_a|² = |z|²|v|² − |⟨z, v⟩|² (Lagrange), without cancellation."""
+    (x, y), (p, q) = _split_real(u), _split_real(r)
+    A = x.unsqueeze(-1) * p.unsqueeze(-2) - y.unsqueeze(-1) * q.unsqueeze(-2)  # Re z_a v_b
+    B = x.unsqueeze(-1) * q.unsqueeze(-2) + y.unsqueeze(-1) * p.unsqueeze(-2)  # Im z_a v_b
+    return 0.5 * ((A - A.mT).square() + (B - B.mT).square()).sum((-1, -2))
+
+
 def _radial_christoffel(z, u, v, c):
     """Γ(u, v) for symbols c(|z|²)(δ_la z̄_b + δ_lb z̄_a); ``c`` real ``(..., 1)``."""
     if v is u:
@@ -72,6 +91,10 @@ class Flat(KahlerPotential):
 
     def partial(self, z):
         return z.conj()
+
+    def squared_norm_real(self, u, r):
+        """|v|²."""
+        return torch.broadcast_to(r, torch.broadcast_shapes(u.shape, r.shape)).square().sum(-1)
 
     def christoffel_contract(self, z, u, v):
         """Γ = 0."""
@@ -149,6 +172,13 @@ class FubiniStudy(KahlerPotential):
     def partial(self, z):
         return z.conj() / (1 + sq_norm(z)).unsqueeze(-1)
 
+    def squared_norm_real(self, u, r):
+        r"""$h = (|v|^2 + \sum_{a<b}|z_a v_b - z_b v_a|^2)/(1+|z|^2)^2$: the numerator is
+        $|v|^2(1+|z|^2) - |\langle z, v\rangle|^2$ by Lagrange's identity, without its
+        cancellation far out in the chart."""
+        s = 1 + u.square().sum(-1)
+        return (r.square().sum(-1) + _real_wedge_sq(u, r)) / s.square()
+
     def christoffel_contract(self, z, u, v):
         r"""$\Gamma^l_{ab} = -(\delta_{la}\bar z_b + \delta_{lb}\bar z_a)/(1+|z|^2)$."""
         return _radial_christoffel(z, u, v, -(1 + _radial_x(z)).reciprocal())
@@ -189,6 +219,12 @@ class ComplexHyperbolic(KahlerPotential):
 
     def partial(self, z):
         return z.conj() / (1 - sq_norm(z)).unsqueeze(-1)
+
+    def squared_norm_real(self, u, r):
+        r"""$h = |v|^2/(1-|z|^2) + |\langle z, v\rangle|^2/(1-|z|^2)^2$."""
+        s = 1 - u.square().sum(-1)
+        re, im = _real_inner(u, r)
+        return r.square().sum(-1) / s + (re.square() + im.square()) / s.square()
 
     def christoffel_contract(self, z, u, v):
         r"""$\Gamma^l_{ab} = (\delta_{la}\bar z_b + \delta_{lb}\bar z_a)/(1-|z|^2)$."""

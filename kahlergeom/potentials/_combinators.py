@@ -71,6 +71,23 @@ class Product(KahlerPotential):
         parts = zip(self.factors, *(self._split(t) for t in tensors), strict=True)
         return torch.cat([getattr(p, method)(*args) for p, *args in parts], -1)
 
+    def squared_norm_real(self, u, r):
+        """Sum of the factors' squared norms (real coordinates split into each factor's
+        ``(x_i, y_i)``)."""
+        u, r = torch.broadcast_tensors(u, r)
+        n = self.n
+        out = 0
+        for p, xu, yu, xr, yr in zip(
+            self.factors,
+            self._split(u[..., :n]),
+            self._split(u[..., n:]),
+            self._split(r[..., :n]),
+            self._split(r[..., n:]),
+            strict=True,
+        ):
+            out = out + p.squared_norm_real(torch.cat([xu, yu], -1), torch.cat([xr, yr], -1))
+        return out
+
     def christoffel_contract(self, z, u, v):
         """Blockwise: each factor's own contraction (the metric is block diagonal)."""
         return self._blockwise("christoffel_contract", z, u, v)
