@@ -62,6 +62,24 @@ def test_complex_gaussian_log_prob_and_kl(gen):
     assert_close(lik.kl((mean, var), (mean, var)), torch.zeros(4, dtype=F64))
 
 
+@pytest.mark.parametrize("shape0", [(), (3,), (4, 3), (4, 1)])
+@pytest.mark.parametrize("shape", [(), (3,), (4, 3), (4, 1)])
+def test_complex_gaussian_kl_variance_shapes(gen, shape0, shape):
+    """Scalar, per-output, per-point and per-point-scalar variances (the variance terms are
+    summed without expanding them over D): equal to torch.distributions' KL of the expanded
+    real normals."""
+    lik = ComplexGaussian()
+    mean, mean0 = rand(4, 3, gen=gen, dtype=C128), rand(4, 3, gen=gen, dtype=C128)
+    var0 = (0.3 * rand(*shape0, gen=gen)).exp() if shape0 else torch.tensor(1.3, dtype=F64)
+    var = (0.3 * rand(*shape, gen=gen)).exp() if shape else torch.tensor(0.7, dtype=F64)
+    re0, im0 = cn_as_normals(mean0, var0.expand(4, 3))
+    re, im = cn_as_normals(mean, var.expand(4, 3))
+    kl = (dist.kl_divergence(re0, re) + dist.kl_divergence(im0, im)).sum(-1)
+    got = lik.kl((mean0, var0), (mean, var))
+    assert got.shape == (4,)
+    assert_close(got, kl)
+
+
 def test_real_gaussian_log_prob_and_kl(gen):
     lik = RealGaussian()
     mean, mean0 = rand(4, 3, gen=gen), rand(4, 3, gen=gen)

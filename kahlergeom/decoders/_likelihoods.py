@@ -184,14 +184,27 @@ class ComplexGaussian(Likelihood):
         return -(sq / var + torch.log(var) + math.log(math.pi)).sum(-1)
 
     def kl(self, params0, params):
+        r"""$\sum_d \sigma_{0d}^2/\sigma_d^2 - 1 - \log(\sigma_{0d}^2/\sigma_d^2)
+        + |\mu_d - \mu_{0d}|^2/\sigma_d^2$; the variance terms at the variances' own shape (a
+        scalar or per-point variance is not expanded over the D outputs)."""
         mean0, var0 = params0
         mean, var = params
         d = mean - mean0
-        sq = d.real**2 + d.imag**2
-        var, var0 = torch.broadcast_tensors(var, var0)
-        sq, var = torch.broadcast_tensors(sq, var)
-        var0 = var0.expand(var.shape)
-        return (var0 / var - 1 + torch.log(var) - torch.log(var0) + sq / var).sum(-1)
+        sq = d.real**2 + d.imag**2  # (..., D)
+        D = sq.shape[-1]
+        ratio = var0 / var
+        out = _sum_outputs(ratio - 1 - torch.log(ratio), D) + _sum_outputs(sq / var, D)
+        return out.expand(sq.shape[:-1]) if out.shape != sq.shape[:-1] else out
+
+
+def _sum_outputs(x: torch.Tensor, D: int) -> torch.Tensor:
+    """Σ over the output axis of ``x`` broadcast to ``(..., D)``: a scalar or a trailing axis
+    of length 1 counts D times (no expansion)."""
+    if x.ndim == 0:
+        return D * x
+    if x.shape[-1] == 1:
+        return D * x[..., 0]
+    return x.sum(-1)
 
 
 class RealGaussian(Likelihood):
