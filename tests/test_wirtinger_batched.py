@@ -1,0 +1,351 @@
+"""The batched autograd engine of ddbar / partial against the per-point torch.func engine.
+
+A function declared batched (every `KahlerPotential`, or ``batched=True``) is differentiated on
+whole blocks of points with ``torch.autograd`` (module docstring of ``kahlergeom/wirtinger/
+_ddbar.py``); anything else, and everything inside ``torch.func`` transforms, per point under
+``vmap``. Oracles: the per-point engine (``batched=False``), closed-form Levi matrices and ∂K of
+the library potentials, and ``torch.autograd.gradcheck`` (finite differences) for gradients.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import TOL, assert_close, random_points
+from hypothesis import given
+from torch.func import jvp, vmap
+
+import kahlergeom as kg
+import kahlergeom.wirtinger._ddbar as engine
+from kahlergeom.decoders import Bernoulli
+from kahlergeom.potentials import (
+    ComplexHyperbolic,
+    Flat,
+    FubiniStudy,
+    GaussianMixturePotential,
+    KahlerPotential,
+    KLPotential,
+    LogSumExp,
+    PotentialSum,
+    Product,
+    Quadratic,
+    SiegelDisk,
+)
+from kahlergeom.testing import points, psh_potentials
+from kahlergeom.wirtinger import partial, partial_bar
+from kahlergeom.wirtinger._ddbar import _levi, _partial
+
+C128 = torch.complex128
+SAME = dict(rtol=1e-12, atol=1e-12)  # two engines, same derivatives, different rounding
+
+
+class UserPotential(KahlerPotential):
+    """A user subclass with no closed forms: K = log(1 + |z|²) + |z_0|⁴ + Re(z̄ᵀ M z)."""
+
+    def __init__(self, n, M):
+        super().__init__(n)
+        self.M = M
+
+    def __call__(self, z):
+        sq = z.real**2 + z.imag**2
+        quad = ((z.conj() @ self.M) * z).sum(-1).real
+        return torch.log1p(sq.sum(-1)) + sq[..., 0] ** 2 + quad
+
+
+def _hermitian_pd(n, gen):
+    A = torch.randn(n, n, dtype=C128, generator=gen)
+    return A @ A.mH + torch.eye(n, dtype=C128)
+
+
+def _mixture(n, gen, m=3):
+    means = torch.randn(m, n, dtype=C128, generator=gen)
+    P = torch.stack([_hermitian_pd(n, gen) for _ in range(m)])
+    return GaussianMixturePotential(
+        means, P, torch.rand(m, generator=gen, dtype=torch.float64) + 0.5
+    )
+
+
+def _decoder(n, D=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    W = torch.randn(D, n, dtype=C128, generator=g)
+    A = torch.randn(D, 2 * n, dtype=torch.float64, generator=g)
+
+    def dec(z):
+        u = torch.cat([z.real, z.imag], -1)
+        return torch.tanh(z @ W.T), torch.exp(0.3 * torch.tanh(u @ A.T))
+
+    return dec
+
+
+def library_potentials(gen):
+    """(potential, points) for every library potential and a user subclass."""
+    n = 3
+    z = 0.5 * random_points(n, (5,), generator=gen)
+    ball = random_points(n, (5,), radius=0.9, generator=gen)
+    siegel = random_points(4, (5,), radius=0.9, generator=gen)  # ‖Z‖₂ ≤ ‖Z‖_F < 1
+    z2 = random_points(2, (5,), generator=gen)
+    return [
+        (Flat(n), z),
+        (FubiniStudy(n), z),
+        (ComplexHyperbolic(n), ball),
+        (SiegelDisk(2), siegel),
+        (Product([FubiniStudy(1), ComplexHyperbolic(2)]), torch.cat([z[:, :1], ball[:, :2]], -1)),
+        (PotentialSum([FubiniStudy(n), Quadratic(z[0], _hermitian_pd(n, gen))]), z),
+        (LogSumExp([FubiniStudy(n), Flat(n)], torch.tensor([0.3, -0.2]), temperature=0.7), z),
+        (_mixture(n, gen), z),
+        (UserPotential(n, _hermitian_pd(n, gen)), z),
+        (KLPotential(_decoder(2), z2[0]), z2),
+        (KLPotential(kg.decoders.Complexified(_real_net()), z2[1], Bernoulli()), z2),
+    ]
+
+
+def _real_net():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Linear(4, 6), torch.nn.Tanh(), torch.nn.Linear(6, 3)
+    ).double()
+
+
+IDS = [
+    "flat", "fubini-study", "ball", "siegel", "product", "sum", "lse", "mixture", "user",
+    "kl-gaussian", "kl-bernoulli-module",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", range(len(IDS)), ids=IDS)
+def test_batched_engine_matches_per_point_engine_and_closed_form(case, gen):
+    pot, z = library_potentials(gen)[case]
+    assert pot.batched_call is True
+    G = kg.ddbar(pot, z)
+    assert_close(G, kg.ddbar(pot, z, batched=False), **SAME)
+    assert torch.equal(G, G.mH)
+    assert_close(partial(pot, z), partial(pot, z, batched=False), **SAME)
+    if pot.has_closed_form_levi:
+        assert_close(G, pot.levi(z), **SAME)
+    if type(pot).partial is not KahlerPotential.partial:
+        assert_close(partial(pot, z), pot.partial(z), **SAME)
+
+
+@given(psh_potentials(3), points(3, batch=(4,)))
+def test_batched_engine_matches_per_point_engine_on_random_psh_potentials(pot, z):
+    G = kg.ddbar(pot, z)
+    scale = max(1.0, float(G.abs().max()))
+    assert_close(G, kg.ddbar(pot, z, batched=False), rtol=0, atol=1e-12 * scale)
+    # the potentials' own levi: closed form, or (AffineLogNorm terms) the default engine
+    assert_close(G, pot.levi(z), rtol=0, atol=1e-12 * scale)
+    assert_close(partial(pot, z), partial(pot, z, batched=False), rtol=0, atol=1e-12 * scale)
+
+
+@given(psh_potentials(2, kinds=("mixture",)), points(2, batch=(3,)))
+def test_batched_engine_matches_closed_form_mixture(pot, z):
+    assert pot.has_closed_form_levi
+    G = kg.ddbar(pot, z)
+    assert_close(G, pot.levi(z), rtol=0, atol=1e-12 * max(1.0, float(G.abs().max())))
+
+
+def test_plain_callables_stay_per_point(gen):
+    """A function of one point is never fed a batch unless declared batched."""
+    z = random_points(2, (4,), generator=gen)
+    expected = torch.zeros(4, 2, 2, dtype=C128)
+    expected[:, 0, 0] = 1
+
+    def first_coordinate(w):  # |w_0|², written for one point: w[0] is a coordinate
+        return (w[0] * w[0].conj()).real
+
+    assert_close(kg.ddbar(first_coordinate, z), expected)
+    assert_close(kg.ddbar(first_coordinate, z, batched=False), expected)
+    # the same function declared batched reads the first *point*: rejected by the shape check
+    with pytest.raises(ValueError, match="one real value per point.*batched=False"):
+        kg.ddbar(first_coordinate, z, batched=True)
+
+    def batched_fn(w):
+        return (w[..., 0] * w[..., 0].conj()).real
+
+    assert_close(kg.ddbar(batched_fn, z, batched=True), expected)
+    assert_close(partial_bar(batched_fn, z, batched=True), partial_bar(batched_fn, z))
+
+
+def test_batched_call_false_opts_out(gen, monkeypatch):
+    class OnePoint(KahlerPotential):
+        batched_call = False
+
+        def __call__(self, z):
+            return (z[0] * z[0].conj()).real + (z[1] * z[1].conj()).real
+
+    z = random_points(2, (3,), generator=gen)
+    eye = torch.eye(2, dtype=C128).expand(3, 2, 2)
+    assert_close(kg.ddbar(OnePoint(2), z), eye)
+    assert_close(OnePoint(2).levi(z), eye)
+    # combinators inherit it from their parts
+    assert PotentialSum([OnePoint(2), Flat(2)]).batched_call is False
+    assert Product([FubiniStudy(1), FubiniStudy(1)]).batched_call is True
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the batched engine must not run")
+
+    monkeypatch.setattr(engine, "_levi_batched", fail)
+    kg.ddbar(OnePoint(2), z)
+
+
+def test_batched_output_errors(gen):
+    z = random_points(2, (3,), generator=gen)
+    with pytest.raises(ValueError, match="must return a real tensor"):
+        kg.ddbar(lambda w: (w * w).sum(-1), z, batched=True)
+    with pytest.raises(ValueError, match=r"returned shape \(3, 2\)"):
+        kg.ddbar(lambda w: w.real, z, batched=True)
+    with pytest.raises(ValueError, match="must return a torch.Tensor"):
+        kg.ddbar(lambda w: 1.0, z, batched=True)
+    with pytest.raises(ValueError, match="batched must be True, False or None"):
+        kg.ddbar(FubiniStudy(2), z, batched="yes")
+
+
+def test_affine_and_constant_functions_give_zero(gen):
+    z = random_points(2, (3,), generator=gen)
+    for f in (lambda w: w.real.sum(-1), lambda w: torch.ones(w.shape[:-1], dtype=torch.float64)):
+        assert torch.equal(kg.ddbar(f, z, batched=True), torch.zeros(3, 2, 2, dtype=C128))
+    assert_close(
+        partial(lambda w: w.imag.sum(-1), z, batched=True), torch.full((3, 2), -0.5j, dtype=C128)
+    )
+    assert torch.equal(
+        partial(lambda w: torch.ones(w.shape[:-1], dtype=torch.float64), z, batched=True),
+        torch.zeros(3, 2, dtype=C128),
+    )
+
+
+def test_blocks_respect_chunk_size_and_the_element_budget(gen, monkeypatch):
+    seen = []
+
+    class Recording(FubiniStudy):
+        def __call__(self, z):
+            seen.append(z.shape[0])
+            return super().__call__(z)
+
+    pot = Recording(2)
+    z = random_points(2, (3, 5), generator=gen)
+    G = kg.ddbar(pot, z)
+    assert_close(G, FubiniStudy(2).levi(z), **SAME)
+    assert seen == [15]
+    seen.clear()
+    assert_close(kg.ddbar(pot, z, chunk_size=4), G, **SAME)
+    assert seen == [4, 4, 4, 3]
+    seen.clear()
+    assert_close(partial(pot, z, chunk_size=6), FubiniStudy(2).partial(z), **SAME)
+    assert seen == [6, 6, 3]
+    seen.clear()
+    monkeypatch.setattr(engine, "_HESSIAN_BLOCK_ELEMENTS", 7 * 16)  # 7 points of (2n)² = 16
+    assert_close(kg.ddbar(pot, z), G, **SAME)
+    assert seen == [7, 7, 1]
+    seen.clear()
+    assert_close(kg.ddbar(pot, z, chunk_size=5), G, **SAME)
+    assert seen == [5, 5, 5]
+
+
+def test_loop_fallback_without_a_batching_rule(gen, monkeypatch):
+    """Where torch has no batching rule for some backward, the 2n directions are looped."""
+    real_grad = torch.autograd.grad
+    batched_calls = []
+
+    def grad(*args, **kwargs):
+        if kwargs.get("is_grads_batched"):
+            batched_calls.append(1)
+            raise RuntimeError("Batching rule not implemented for aten::_fake_op")
+        return real_grad(*args, **kwargs)
+
+    pot = _mixture(2, gen)
+    z = random_points(2, (9,), generator=gen)
+    G = kg.ddbar(pot, z)
+    monkeypatch.setattr(torch.autograd, "grad", grad)
+    assert_close(kg.ddbar(pot, z, chunk_size=4), G, **SAME)
+    assert len(batched_calls) == 1  # tried once, then looped for the remaining blocks
+
+
+def test_other_runtime_errors_propagate(gen, monkeypatch):
+    def grad(*args, **kwargs):
+        raise RuntimeError("something else")
+
+    monkeypatch.setattr(torch.autograd, "grad", grad)
+    with pytest.raises(RuntimeError, match="something else"):
+        kg.ddbar(FubiniStudy(2), random_points(2, (3,), generator=gen))
+
+
+@pytest.mark.parametrize("dtype", [torch.complex64, torch.complex128])
+def test_dtypes(dtype, gen):
+    pot = _mixture(3, gen)
+    z = random_points(3, (6,), generator=gen)
+    G = kg.ddbar(pot, z.to(dtype))
+    assert G.dtype == dtype and partial(pot, z.to(dtype)).dtype == dtype
+    tol = TOL[dtype] if dtype == torch.complex64 else SAME
+    assert_close(G, kg.ddbar(pot, z.to(dtype), batched=False), **tol)
+    assert_close(G, pot.levi(z).to(dtype), **TOL[dtype])
+
+
+def test_graph_only_when_needed(gen):
+    z = random_points(2, (3,), generator=gen)
+    pot = FubiniStudy(2)
+    assert not kg.ddbar(pot, z).requires_grad
+    assert not partial(pot, z).requires_grad
+    zg = z.clone().requires_grad_(True)
+    assert kg.ddbar(pot, zg).requires_grad and partial(pot, zg).requires_grad
+    with torch.no_grad():
+        assert not kg.ddbar(pot, zg).requires_grad
+        assert_close(kg.ddbar(pot, zg), pot.levi(z), **SAME)
+    with torch.inference_mode():
+        assert_close(kg.ddbar(pot, z), pot.levi(z), **SAME)
+
+
+def test_gradcheck_through_the_batched_engine():
+    g = torch.Generator().manual_seed(5)
+    z = (0.7 * torch.randn(3, 2, dtype=C128, generator=g)).requires_grad_(True)
+    pot = UserPotential(2, _hermitian_pd(2, g))
+    assert torch.autograd.gradcheck(lambda w: kg.ddbar(pot, w), (z,))
+    assert torch.autograd.gradcheck(lambda w: partial(pot, w), (z,))
+    assert torch.autograd.gradgradcheck(lambda w: partial(pot, w), (z,))
+
+
+def test_gradient_to_parameters_inside_the_potential(gen):
+    """A regulariser backpropagates through G to tensors inside f (not z)."""
+    P = _hermitian_pd(2, gen).requires_grad_(True)
+    pot = UserPotential(2, P)
+    z = random_points(2, (4,), generator=gen)
+
+    def loss(batched):
+        G = kg.ddbar(pot, z, batched=batched)
+        return torch.linalg.slogdet(G)[1].var() + partial(pot, z, batched=batched).abs().sum()
+
+    (g_batched,) = torch.autograd.grad(loss(None), P)
+    (g_point,) = torch.autograd.grad(loss(False), P)
+    assert_close(g_batched, g_point, **SAME)
+    # and to z and P at once, against finite differences
+    zg = z.clone().requires_grad_(True)
+    Pd = P.detach().requires_grad_(True)
+    assert torch.autograd.gradcheck(
+        lambda w, p: kg.ddbar(UserPotential(2, p), w).abs().sum(-1), (zg, Pd)
+    )
+
+
+def test_inside_torch_func_transforms_the_per_point_engine_runs(gen):
+    """torch.autograd cannot run under torch.func: jvp / vmap of the default levi still work."""
+    pot = UserPotential(2, _hermitian_pd(2, gen))
+    z = random_points(2, (4,), generator=gen)
+    t = random_points(2, (4,), generator=gen)
+    _, dG = jvp(pot.levi, (z,), (t,))
+    _, dG_ref = jvp(lambda w: _levi(pot, w, batched=False), (z,), (t,))
+    assert_close(dG, dG_ref, **SAME)
+    h = 1e-5  # and against a central difference of the batched engine itself
+    fd = (pot.levi(z + h * t) - pot.levi(z - h * t)) / (2 * h)
+    assert_close(dG, fd, rtol=1e-6, atol=1e-6)
+    assert_close(vmap(pot.levi)(z), pot.levi(z), **SAME)
+    assert_close(vmap(lambda w: _partial(pot, w))(z), pot.partial(z), **SAME)
+    # curvature differentiates the default metric again (jacfwd under vmap)
+    M = kg.KahlerManifold(FubiniStudy(2))
+    R = kg.curvature.ricci(lambda w: _levi(FubiniStudy(2), w), z)
+    assert_close(R, 3 * M.metric(z), rtol=1e-9, atol=1e-9)
+
+
+def test_empty_and_unbatched_points():
+    pot = FubiniStudy(2)
+    z0 = torch.zeros(0, 2, dtype=C128)
+    assert kg.ddbar(pot, z0).shape == (0, 2, 2) and partial(pot, z0).shape == (0, 2)
+    z = torch.tensor([0.3 + 0.1j, -0.2j], dtype=C128)
+    assert kg.ddbar(pot, z).shape == (2, 2)
+    assert_close(kg.ddbar(pot, z), pot.levi(z), **SAME)
