@@ -37,6 +37,7 @@ from kahlergeom.wirtinger._ddbar import _levi, _partial
 
 C128 = torch.complex128
 SAME = dict(rtol=1e-12, atol=1e-12)  # two engines, same derivatives, different rounding
+TOL9 = dict(rtol=1e-9, atol=1e-9)
 
 
 class UserPotential(KahlerPotential):
@@ -336,10 +337,19 @@ def test_inside_torch_func_transforms_the_per_point_engine_runs(gen):
     assert_close(dG, fd, rtol=1e-6, atol=1e-6)
     assert_close(vmap(pot.levi)(z), pot.levi(z), **SAME)
     assert_close(vmap(lambda w: _partial(pot, w))(z), pot.partial(z), **SAME)
-    # curvature differentiates the default metric again (jacfwd under vmap)
+    # curvature differentiates the default metric again: Christoffel symbols by jacfwd under
+    # vmap (per-point engine inside), Ricci by the batched engine around the batched one
     M = kg.KahlerManifold(FubiniStudy(2))
-    R = kg.curvature.ricci(lambda w: _levi(FubiniStudy(2), w), z)
-    assert_close(R, 3 * M.metric(z), rtol=1e-9, atol=1e-9)
+
+    def metric_fn(w):
+        return _levi(FubiniStudy(2), w)
+
+    assert_close(
+        kg.curvature.kahler_christoffel(metric_fn, z), M.christoffel(z), rtol=1e-9, atol=1e-9
+    )
+    assert_close(kg.curvature.ricci(metric_fn, z), 3 * M.metric(z), rtol=1e-9, atol=1e-9)
+    # and Ricci inside a transform (per-point engine at both levels)
+    assert_close(vmap(lambda w: kg.curvature.ricci(metric_fn, w))(z), 3 * M.metric(z), **TOL9)
 
 
 def test_empty_and_unbatched_points():
