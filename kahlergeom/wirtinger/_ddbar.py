@@ -13,7 +13,8 @@ Two engines for ∂∂̄ and ∂ (same numbers, to rounding):
   batched into one call with ``is_grads_batched``, or looped where torch lacks a batching
   rule) gives the rows of every point's real Hessian. Blocks are sized so that the Hessian
   block holds at most ``_HESSIAN_BLOCK_ELEMENTS`` numbers (measured: larger blocks fall out of
-  cache). Used only outside ``torch.func`` transforms and outside inference mode.
+  cache). Used only outside ``torch.func`` transforms, inference mode and forward-AD dual
+  levels.
 * **per point** (any other callable, and inside ``torch.func`` transforms, where
   ``torch.autograd.grad`` cannot run): ``torch.func.vmap`` over points (optionally chunked) of
   ``torch.func.hessian`` / ``grad``; ``f`` sees one point ``(n,)``.
@@ -33,6 +34,7 @@ from collections.abc import Callable
 
 import torch
 from torch._C._functorch import peek_interpreter_stack
+from torch.autograd import forward_ad as _forward_ad
 from torch.func import grad as _grad
 from torch.func import hessian, jacfwd, vmap
 
@@ -138,10 +140,16 @@ def _per_point(f: Callable, z: torch.Tensor, chunk_size, reverse, forward):
 
 def _use_batched(f: Callable, batched: bool | None) -> bool:
     """Whether the batched autograd engine applies: ``f`` is declared batched and we are
-    outside ``torch.func`` transforms and inference mode (where ``torch.autograd`` cannot run)."""
+    outside ``torch.func`` transforms, inference mode and ``torch.autograd.forward_ad`` dual
+    levels (where its ``torch.autograd.grad`` calls cannot run or would drop tangents)."""
     if batched is None:
         batched = getattr(f, "batched_call", False) is True
-    return batched and peek_interpreter_stack() is None and not torch.is_inference_mode_enabled()
+    return (
+        batched
+        and peek_interpreter_stack() is None
+        and not torch.is_inference_mode_enabled()
+        and getattr(_forward_ad, "_current_level", -1) < 0
+    )
 
 
 def _blocks(n_points: int, chunk_size: int | None, per_point: int):
