@@ -253,11 +253,54 @@ def test_loop_fallback_without_a_batching_rule(gen, monkeypatch):
         return real_grad(*args, **kwargs)
 
     pot = _mixture(2, gen)
-    z = random_points(2, (9,), generator=gen)
+    z = random_points(2, (8,), generator=gen)
     G = kg.ddbar(pot, z)
+    monkeypatch.setattr(engine, "_ROW_MODE", {})
     monkeypatch.setattr(torch.autograd, "grad", grad)
     assert_close(kg.ddbar(pot, z, chunk_size=4), G, **SAME)
-    assert len(batched_calls) == 1  # tried once, then looped for the remaining blocks
+    assert len(batched_calls) == 1  # tried once, then looped for the second block
+    assert set(engine._ROW_MODE.values()) == {"loop"}
+
+
+class _Always(dict):
+    """A row-mode table that answers one mode for every key."""
+
+    def __init__(self, mode):
+        super().__init__()
+        self.mode = mode
+
+    def get(self, key, default=None):
+        return self.mode
+
+
+@pytest.mark.parametrize("mode", ["batched", "loop"])
+def test_both_row_modes_agree_with_the_per_point_engine(mode, gen, monkeypatch):
+    monkeypatch.setattr(engine, "_ROW_MODE", _Always(mode))
+    P = _hermitian_pd(3, gen).requires_grad_(True)
+    pot = UserPotential(3, P)
+    z = random_points(3, (7,), generator=gen)
+    G = kg.ddbar(pot, z)
+    assert_close(G, kg.ddbar(pot, z, batched=False), **SAME)
+    (g,) = torch.autograd.grad(G.abs().sum(), P)
+    (g_ref,) = torch.autograd.grad(kg.ddbar(pot, z, batched=False).abs().sum(), P)
+    assert_close(g, g_ref, **SAME)
+
+
+def test_row_mode_is_measured_once_per_kind_and_size(gen, monkeypatch):
+    monkeypatch.setattr(engine, "_ROW_MODE", {})
+    pot = _mixture(2, gen)
+    z = random_points(2, (8,), generator=gen)
+    G = kg.ddbar(pot, z)
+    assert list(engine._ROW_MODE.values()) in (["batched"], ["loop"])
+    (key,) = engine._ROW_MODE
+    assert key[0] is GaussianMixturePotential and key[1] == 4
+    other = _mixture(2, gen)
+    assert_close(kg.ddbar(other, z), kg.ddbar(other, z, batched=False), **SAME)
+    assert len(engine._ROW_MODE) == 1  # another instance of the same class, same size
+    assert_close(G, pot.levi(z), **SAME)
+    monkeypatch.setattr(engine, "_ROW_MODE_MAX", 1)
+    kg.ddbar(FubiniStudy(2), z)  # a new key clears the full table first
+    assert len(engine._ROW_MODE) == 1 and next(iter(engine._ROW_MODE))[0] is FubiniStudy
 
 
 def test_other_runtime_errors_propagate(gen, monkeypatch):
@@ -359,3 +402,17 @@ def test_empty_and_unbatched_points():
     z = torch.tensor([0.3 + 0.1j, -0.2j], dtype=C128)
     assert kg.ddbar(pot, z).shape == (2, 2)
     assert_close(kg.ddbar(pot, z), pot.levi(z), **SAME)
+
+
+def test_engine_choice_by_context():
+    from torch.autograd import forward_ad as fwAD
+
+    pot = FubiniStudy(2)
+    assert engine._use_batched(pot, None) and not engine._use_batched(pot, False)
+    assert not engine._use_batched(lambda w: w.real.sum(), None)
+    assert engine._use_batched(lambda w: w.real.sum(), True)
+    with fwAD.dual_level():  # torch.autograd.grad would drop dual tangents
+        assert not engine._use_batched(pot, None)
+    with torch.inference_mode():
+        assert not engine._use_batched(pot, None)
+    assert vmap(lambda w: torch.tensor(engine._use_batched(pot, None)))(torch.zeros(2)).sum() == 0
