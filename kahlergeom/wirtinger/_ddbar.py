@@ -203,9 +203,10 @@ def _batched_values(f: Callable, u: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _batched_leaf(z: torch.Tensor) -> tuple[torch.Tensor, bool]:
-    """Real coordinates to differentiate at, and whether z's own graph must be kept."""
-    keep = torch.is_grad_enabled() and z.requires_grad
+def _batched_leaf(z: torch.Tensor, grad_on: bool) -> tuple[torch.Tensor, bool]:
+    """Real coordinates to differentiate at, and whether z's own graph must be kept (only when
+    the caller's grad mode, ``grad_on``, is enabled)."""
+    keep = grad_on and z.requires_grad
     u = to_real(z)
     return (u if keep else u.detach().requires_grad_(True)), keep
 
@@ -299,6 +300,13 @@ def _remember(key: tuple, mode: str) -> None:
     _ROW_MODE[key] = mode
 
 
+def _join(blocks: list[torch.Tensor], empty: torch.Tensor) -> torch.Tensor:
+    """The blocks' results along the point axis (no copy for one block)."""
+    if not blocks:
+        return empty
+    return blocks[0] if len(blocks) == 1 else torch.cat(blocks)
+
+
 def _levi_batched(f: Callable, z: torch.Tensor, chunk_size: int | None) -> torch.Tensor:
     """Levi matrices by the batched autograd engine (see the module docstring); f batched."""
     n = z.shape[-1]
@@ -307,7 +315,7 @@ def _levi_batched(f: Callable, z: torch.Tensor, chunk_size: int | None) -> torch
     grad_on = torch.is_grad_enabled()
     with torch.enable_grad():
         for block in _blocks(zf.shape[0], chunk_size, (2 * n) ** 2):
-            u, keep = _batched_leaf(zf[block])
+            u, keep = _batched_leaf(zf[block], grad_on)
             k = _batched_values(f, u)
             if not k.requires_grad:  # f does not depend on z: zero Levi matrix
                 out.append(zf.new_zeros(u.shape[0], n, n))
@@ -317,9 +325,7 @@ def _levi_batched(f: Callable, z: torch.Tensor, chunk_size: int | None) -> torch
             H = _hessian_rows(g, u, keep, _row_key(f, u, keep))
             G = levi_from_real_hessian(H)
             out.append(G if keep else G.detach())
-    if not out:
-        return z.new_zeros(*batch, n, n)
-    return torch.cat(out).reshape(*batch, n, n)
+    return _join(out, z.new_zeros(0, n, n)).reshape(*batch, n, n)
 
 
 def _partial_batched(f: Callable, z: torch.Tensor, chunk_size: int | None) -> torch.Tensor:
@@ -330,7 +336,7 @@ def _partial_batched(f: Callable, z: torch.Tensor, chunk_size: int | None) -> to
     grad_on = torch.is_grad_enabled()
     with torch.enable_grad():
         for block in _blocks(zf.shape[0], chunk_size, 2 * n):
-            u, keep = _batched_leaf(zf[block])
+            u, keep = _batched_leaf(zf[block], grad_on)
             k = _batched_values(f, u)
             if not k.requires_grad:
                 out.append(zf.new_zeros(u.shape[0], n))
@@ -341,9 +347,7 @@ def _partial_batched(f: Callable, z: torch.Tensor, chunk_size: int | None) -> to
             )
             d = 0.5 * torch.complex(g[:, :n], -g[:, n:])
             out.append(d if keep else d.detach())
-    if not out:
-        return z.new_zeros(*batch, n)
-    return torch.cat(out).reshape(*batch, n)
+    return _join(out, z.new_zeros(0, n)).reshape(*batch, n)
 
 
 def _levi(
