@@ -416,3 +416,29 @@ def test_engine_choice_by_context():
     with torch.inference_mode():
         assert not engine._use_batched(pot, None)
     assert vmap(lambda w: torch.tensor(engine._use_batched(pot, None)))(torch.zeros(2)).sum() == 0
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_columns_of_G_from_2n_hessian_vector_products(n, gen):
+    """docs/conventions.md: G[:, b] = ¼[(h_x + h'_y) + i(h'_x − h_y)], h = H e_b, h' = H J e_b,
+    and fewer than 2n real products cannot determine G."""
+    from kahlergeom._linalg import levi_from_real_hessian
+
+    m = 2 * n
+    A = torch.randn(m, m, dtype=torch.float64, generator=gen)
+    H = A + A.T
+    cols = []
+    for b in range(n):
+        h, h2 = H[:, b], H[:, n + b]
+        cols.append(0.25 * torch.complex(h[:n] + h2[n:], h2[:n] - h[n:]))
+    assert_close(torch.stack(cols, -1), levi_from_real_hessian(H), **SAME)
+    J = torch.zeros(m, m, dtype=torch.float64)
+    J[n:, :n], J[:n, n:] = torch.eye(n), -torch.eye(n)
+    for k in range(1, m):
+        W = torch.randn(m, k, dtype=torch.float64, generator=gen)
+        Q, _ = torch.linalg.qr(W)
+        P = torch.eye(m, dtype=torch.float64) - Q @ Q.T  # projector onto W⊥
+        assert_close(P @ W, torch.zeros(m, k, dtype=torch.float64), rtol=0, atol=1e-12)
+        assert torch.trace(0.5 * (P + J.T @ P @ J)) == pytest.approx(m - k)
+        # yet its Levi matrix is not 0: tr G = ¼ tr(P_xx + P_yy) = (2n − k)/4
+        assert levi_from_real_hessian(P).diagonal().real.sum() == pytest.approx((m - k) / 4)
