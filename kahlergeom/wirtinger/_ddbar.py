@@ -268,7 +268,8 @@ def _hessian_rows(g, u, create_graph: bool, key: tuple) -> torch.Tensor:
     (the same for all points) is row i of each point's Hessian. The 2n products go through one
     ``is_grads_batched`` call or a loop of 2n calls, whichever `_ROW_MODE` holds for ``key``;
     the first time a key is seen on CPU both are timed on this block, best of two alternating
-    runs each (``"batched"`` on other devices). Where torch lacks a batching rule for some op's backward, the loop.
+    runs each (``"batched"`` on other devices). Where torch lacks a batching rule for some
+    op's backward, the loop.
     """
     B, m = u.shape
     if not g.requires_grad:  # f is affine in u (or constant): zero Hessian
