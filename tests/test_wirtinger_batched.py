@@ -221,6 +221,7 @@ def test_blocks_respect_chunk_size_and_the_element_budget(gen, monkeypatch):
             seen.append(z.shape[0])
             return super().__call__(z)
 
+    monkeypatch.setattr(engine, "_ROW_MODE", _Always("loop"))  # no timing runs: count calls
     pot = Recording(2)
     z = random_points(2, (3, 5), generator=gen)
     G = kg.ddbar(pot, z)
@@ -241,8 +242,8 @@ def test_blocks_respect_chunk_size_and_the_element_budget(gen, monkeypatch):
     assert seen == [5, 5, 5]
 
 
-def test_loop_fallback_without_a_batching_rule(gen, monkeypatch):
-    """Where torch has no batching rule for some backward, the 2n directions are looped."""
+def test_fallback_without_a_batching_rule(gen, monkeypatch):
+    """Where torch has no batching rule for some backward, the other modes are used."""
     real_grad = torch.autograd.grad
     batched_calls = []
 
@@ -255,10 +256,16 @@ def test_loop_fallback_without_a_batching_rule(gen, monkeypatch):
     pot = _mixture(2, gen)
     z = random_points(2, (8,), generator=gen)
     G = kg.ddbar(pot, z)
-    monkeypatch.setattr(engine, "_ROW_MODE", {})
     monkeypatch.setattr(torch.autograd, "grad", grad)
+    monkeypatch.setattr(engine, "_ROW_MODE", {})
     assert_close(kg.ddbar(pot, z, chunk_size=4), G, **SAME)
-    assert len(batched_calls) == 1  # tried once, then looped for the second block
+    assert len(batched_calls) == 2  # timed twice on the first block, failed, never chosen
+    assert set(engine._ROW_MODE.values()) <= {"loop", "replicated"}
+    batched_calls.clear()
+    engine._ROW_MODE.clear()
+    engine._ROW_MODE[engine._row_key(pot, z[:4], True)] = "batched"  # e.g. chosen elsewhere
+    assert_close(kg.ddbar(pot, z, chunk_size=4), G, **SAME)
+    assert len(batched_calls) == 1  # tried once, then looped
     assert set(engine._ROW_MODE.values()) == {"loop"}
 
 
@@ -273,8 +280,8 @@ class _Always(dict):
         return self.mode
 
 
-@pytest.mark.parametrize("mode", ["batched", "loop"])
-def test_both_row_modes_agree_with_the_per_point_engine(mode, gen, monkeypatch):
+@pytest.mark.parametrize("mode", ["batched", "loop", "replicated"])
+def test_every_mode_agrees_with_the_per_point_engine(mode, gen, monkeypatch):
     monkeypatch.setattr(engine, "_ROW_MODE", _Always(mode))
     P = _hermitian_pd(3, gen).requires_grad_(True)
     pot = UserPotential(3, P)
@@ -284,6 +291,12 @@ def test_both_row_modes_agree_with_the_per_point_engine(mode, gen, monkeypatch):
     (g,) = torch.autograd.grad(G.abs().sum(), P)
     (g_ref,) = torch.autograd.grad(kg.ddbar(pot, z, batched=False).abs().sum(), P)
     assert_close(g, g_ref, **SAME)
+    zg = (0.5 * random_points(2, (3,), generator=gen)).requires_grad_(True)
+    small = UserPotential(2, _hermitian_pd(2, gen))
+    assert torch.autograd.gradcheck(lambda w: kg.ddbar(small, w), (zg,))
+    for case in range(len(IDS)):  # every library potential, in this mode
+        lib, zl = library_potentials(gen)[case]
+        assert_close(kg.ddbar(lib, zl), kg.ddbar(lib, zl, batched=False), **SAME)
 
 
 def test_row_mode_is_measured_once_per_kind_and_size(gen, monkeypatch):
@@ -291,7 +304,7 @@ def test_row_mode_is_measured_once_per_kind_and_size(gen, monkeypatch):
     pot = _mixture(2, gen)
     z = random_points(2, (8,), generator=gen)
     G = kg.ddbar(pot, z)
-    assert list(engine._ROW_MODE.values()) in (["batched"], ["loop"])
+    assert list(engine._ROW_MODE.values()) in (["batched"], ["loop"], ["replicated"])
     (key,) = engine._ROW_MODE
     assert key[0] is GaussianMixturePotential and key[1] == 4
     other = _mixture(2, gen)

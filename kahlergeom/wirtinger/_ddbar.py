@@ -10,9 +10,10 @@ Two engines for ∂∂̄ and ∂ (same numbers, to rounding):
   ``(..., n) → (...)`` point by point, or ``batched=True``): ``f`` is called once on a block of
   points; one ``torch.autograd.grad`` of ``f(u).sum()`` with ``create_graph=True`` gives the
   gradient of every point, and one more reverse pass per real direction gives the rows of
-  every point's real Hessian: the 2n of them batched into one call with ``is_grads_batched``,
-  or looped (the column loop), whichever was faster the first time this kind of function was
-  differentiated at this size (`_hessian_rows`). Blocks are sized so that the Hessian
+  every point's real Hessian: looped (the column loop), batched into one call with
+  ``is_grads_batched``, or through one evaluation of f on 2n copies of the block — whichever
+  was fastest the first time this kind of function was differentiated at this size
+  (`_block_hessians`). Blocks are sized so that the Hessian
   block holds at most ``_HESSIAN_BLOCK_ELEMENTS`` numbers (measured: larger blocks fall out of
   cache). Used only outside ``torch.func`` transforms, inference mode and forward-AD dual
   levels.
@@ -212,19 +213,22 @@ def _batched_leaf(z: torch.Tensor, grad_on: bool) -> tuple[torch.Tensor, bool]:
     return (u if keep else u.detach().requires_grad_(True)), keep
 
 
-#: The faster way to take the 2n Hessian rows (``"batched"`` or ``"loop"``) per kind of function
-#: and block size, measured once per process on CPU (`_hessian_rows`). Both give the same numbers;
-#: which is faster depends on f's operations (measured: the batched backward is up to ~1.5×
-#: faster for elementwise potentials, ~2× slower through Cholesky backward at n = 8).
+#: The fastest way (`_real_hessians`: ``"loop"``, ``"batched"`` or ``"replicated"``) per kind of
+#: function and block size, measured once per process on CPU (`_block_hessians`). All give the
+#: same numbers; which is fastest depends on f's operations and the size (measured: the batched
+#: backward is up to ~1.5× faster than the loop for elementwise potentials at n = 4–16 and ~2×
+#: slower through a Cholesky backward at n = 8; replicating the block wins at small n and N).
 _ROW_MODE: dict[tuple, str] = {}
 _ROW_MODE_MAX = 512
+_MODES = ("loop", "batched", "replicated")
 
 
-def _row_key(f: Callable, u: torch.Tensor, create_graph: bool) -> tuple:
-    """What the row-mode choice depends on: f's class (or code), 2n, dtype, device, size."""
+def _row_key(f: Callable, z: torch.Tensor, grad_on: bool) -> tuple:
+    """What the mode choice depends on: f's class (or code), n, dtype, device, block size."""
     kind = getattr(f, "__code__", None) or type(f)
-    size = (u.shape[0] * u.shape[1] ** 2).bit_length() // 2  # buckets of a factor 4
-    return (kind, u.shape[1], u.dtype, u.device.type, size, create_graph)
+    m = 2 * z.shape[-1]
+    size = (z.shape[0] * m * m).bit_length() // 2  # buckets of a factor 4
+    return (kind, m, z.dtype, z.device.type, size, grad_on and z.requires_grad)
 
 
 def _rows_batched(g, u, create_graph: bool) -> torch.Tensor:
@@ -251,50 +255,79 @@ def _rows_looped(g, u, create_graph: bool) -> torch.Tensor:
     """The same products, one reverse pass per real direction (the column loop)."""
     rows = []
     for i in range(u.shape[1]):
-        e = torch.zeros_like(g)
-        e[:, i] = 1
+        # Σ_points g_i: its gradient is row i at every point (points are independent).
         (row,) = torch.autograd.grad(
-            g, u, e, retain_graph=True, create_graph=create_graph, materialize_grads=True
+            g[:, i].sum(), u, retain_graph=True, create_graph=create_graph, materialize_grads=True
         )
         rows.append(row)
     return torch.stack(rows, dim=1)
 
 
-def _hessian_rows(g, u, create_graph: bool, key: tuple) -> torch.Tensor:
-    """Rows H[:, i, :] = ∂g_i/∂u of every point's real Hessian, (B, 2n, 2n), from the gradient
-    g (B, 2n) built with ``create_graph=True``.
+def _real_hessians(f: Callable, zb: torch.Tensor, grad_on: bool, mode: str):
+    """Real Hessians H (B, 2n, 2n) of f at the points zb (B, n), and whether they keep a graph.
 
-    Points are independent, so the vector-Jacobian product of g with the one-hot cotangent e_i
-    (the same for all points) is row i of each point's Hessian. The 2n products go through one
-    ``is_grads_batched`` call or a loop of 2n calls, whichever `_ROW_MODE` holds for ``key``;
-    the first time a key is seen on CPU both are timed on this block, best of two alternating
-    runs each (``"batched"`` on other devices). Where torch lacks a batching rule for some
-    op's backward, the loop.
+    ``H`` is ``None`` where f does not depend on z. One reverse pass gives the gradient g of
+    every point (``create_graph=True``); points are independent, so the vector-Jacobian product
+    of g with the same one-hot cotangent e_i at every point is row i of each point's Hessian.
+    ``mode``: ``"loop"``, one reverse pass per row (the column loop); ``"batched"``, the 2n
+    rows in one ``is_grads_batched`` pass; ``"replicated"``, f evaluated once on 2n copies of
+    the block, copy j giving row j through one reverse pass of Σ_j g[j, :, j].
     """
+    u, keep = _batched_leaf(zb, grad_on)
     B, m = u.shape
-    if not g.requires_grad:  # f is affine in u (or constant): zero Hessian
-        return u.new_zeros(B, m, m)
-    mode = _ROW_MODE.get(key)
-    if mode is None and u.device.type != "cpu":
-        mode = "batched"
+    x = u.unsqueeze(0).expand(m, B, m) if mode == "replicated" else u
+    k = _batched_values(f, x.reshape(-1, m))
+    if not k.requires_grad:  # f does not depend on z
+        return None, False
+    keep = keep or (grad_on and _has_other_leaves(k, u))
+    (g,) = torch.autograd.grad(k, x, torch.ones_like(k), create_graph=True)
+    if not g.requires_grad:  # f is affine in u: zero Hessian
+        return u.new_zeros(B, m, m), keep
     if mode == "loop":
-        return _rows_looped(g, u, create_graph)
-    try:
-        rows = _rows_batched(g, u, create_graph)
-    except RuntimeError as exc:
-        if not _is_missing_batching_rule(exc):
-            raise
-        _remember(key, "loop")
-        return _rows_looped(g, u, create_graph)
-    if mode is None:  # first block of this kind: time both (the call above was the warm-up)
-        best = {"batched": math.inf, "loop": math.inf}
-        for _ in range(2):  # alternating, best of two: robust to a burst of load
-            for name, rows_fn in (("loop", _rows_looped), ("batched", _rows_batched)):
-                t0 = time.perf_counter()
-                rows_fn(g, u, create_graph)
-                best[name] = min(best[name], time.perf_counter() - t0)
-        _remember(key, "batched" if best["batched"] <= best["loop"] else "loop")
-    return rows
+        return _rows_looped(g, u, keep), keep
+    if mode == "batched":
+        return _rows_batched(g, u, keep), keep
+    (H,) = torch.autograd.grad(
+        g.diagonal(dim1=0, dim2=2).sum(), x, create_graph=keep, materialize_grads=True
+    )
+    return H.transpose(0, 1), keep
+
+
+def _block_hessians(f: Callable, zb: torch.Tensor, grad_on: bool):
+    """`_real_hessians` by the mode `_ROW_MODE` holds for this kind of block.
+
+    The first time a kind is seen on CPU, every mode is timed on this block (best of two
+    alternating runs; the answer returned is the loop's); ``"batched"`` on other devices.
+    Where torch lacks a batching rule for some op's backward, the other modes.
+    """
+    key = _row_key(f, zb, grad_on)
+    mode = _ROW_MODE.get(key)
+    if mode is None and zb.device.type != "cpu":
+        mode = "batched"
+    if mode is not None:
+        try:
+            return _real_hessians(f, zb, grad_on, mode)
+        except RuntimeError as exc:
+            if mode != "batched" or not _is_missing_batching_rule(exc):
+                raise
+            _remember(key, "loop")
+            return _real_hessians(f, zb, grad_on, "loop")
+    result = _real_hessians(f, zb, grad_on, "loop")  # also the warm-up, and validates f
+    if result[0] is None:
+        return result
+    best = dict.fromkeys(_MODES, math.inf)
+    for _ in range(2):  # alternating, best of two: robust to a burst of load
+        for name in _MODES:
+            t0 = time.perf_counter()
+            try:
+                _real_hessians(f, zb, grad_on, name)
+            except RuntimeError as exc:
+                if name != "batched" or not _is_missing_batching_rule(exc):
+                    raise
+                continue
+            best[name] = min(best[name], time.perf_counter() - t0)
+    _remember(key, min(best, key=best.__getitem__))
+    return result
 
 
 def _remember(key: tuple, mode: str) -> None:
@@ -318,14 +351,10 @@ def _levi_batched(f: Callable, z: torch.Tensor, chunk_size: int | None) -> torch
     grad_on = torch.is_grad_enabled()
     with torch.enable_grad():
         for block in _blocks(zf.shape[0], chunk_size, (2 * n) ** 2):
-            u, keep = _batched_leaf(zf[block], grad_on)
-            k = _batched_values(f, u)
-            if not k.requires_grad:  # f does not depend on z: zero Levi matrix
-                out.append(zf.new_zeros(u.shape[0], n, n))
+            H, keep = _block_hessians(f, zf[block], grad_on)
+            if H is None:  # f does not depend on z: zero Levi matrix
+                out.append(zf.new_zeros(zf[block].shape[0], n, n))
                 continue
-            keep = keep or (grad_on and _has_other_leaves(k, u))
-            (g,) = torch.autograd.grad(k, u, torch.ones_like(k), create_graph=True)
-            H = _hessian_rows(g, u, keep, _row_key(f, u, keep))
             G = levi_from_real_hessian(H)
             out.append(G if keep else G.detach())
     return _join(out, z.new_zeros(0, n, n)).reshape(*batch, n, n)
