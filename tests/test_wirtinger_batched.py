@@ -421,14 +421,17 @@ def test_engine_choice_by_context():
     from torch.autograd import forward_ad as fwAD
 
     pot = FubiniStudy(2)
-    assert engine._use_batched(pot, None) and not engine._use_batched(pot, False)
-    assert not engine._use_batched(lambda w: w.real.sum(), None)
-    assert engine._use_batched(lambda w: w.real.sum(), True)
+    z = torch.zeros(2, dtype=C128)
+    assert engine._use_batched(pot, None, z) and not engine._use_batched(pot, False, z)
+    assert not engine._use_batched(lambda w: w.real.sum(), None, z)
+    assert engine._use_batched(lambda w: w.real.sum(), True, z)
+    assert not engine._use_batched(pot, None, z.to("meta"))  # other devices: per point
     with fwAD.dual_level():  # torch.autograd.grad would drop dual tangents
-        assert not engine._use_batched(pot, None)
+        assert not engine._use_batched(pot, None, z)
     with torch.inference_mode():
-        assert not engine._use_batched(pot, None)
-    assert vmap(lambda w: torch.tensor(engine._use_batched(pot, None)))(torch.zeros(2)).sum() == 0
+        assert not engine._use_batched(pot, None, z)
+    inside = vmap(lambda w: torch.tensor(engine._use_batched(pot, None, w)))(torch.zeros(2, 2))
+    assert inside.sum() == 0
 
 
 @pytest.mark.parametrize("n", [1, 2, 3])

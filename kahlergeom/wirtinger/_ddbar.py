@@ -16,8 +16,8 @@ Two engines for ∂∂̄ and ∂ (same numbers, to rounding):
   (`_block_hessians`). Blocks are sized so that the Hessian
   block holds at most ``_HESSIAN_BLOCK_ELEMENTS`` numbers (measured: larger blocks fall out of
   cache). Used only outside ``torch.func`` transforms, inference mode and forward-AD dual
-  levels.
-* **per point** (any other callable, and inside ``torch.func`` transforms, where
+  levels, and on the CPU (on a GPU the per-point engine was measured fast; this one was not).
+* **per point** (any other callable, other devices, and inside ``torch.func`` transforms, where
   ``torch.autograd.grad`` cannot run): ``torch.func.vmap`` over points (optionally chunked) of
   ``torch.func.hessian`` / ``grad``; ``f`` sees one point ``(n,)``.
 
@@ -142,14 +142,21 @@ def _per_point(f: Callable, z: torch.Tensor, chunk_size, reverse, forward):
         return vmap(forward(fr), chunk_size=chunk_size)(u), batch
 
 
-def _use_batched(f: Callable, batched: bool | None) -> bool:
-    """Whether the batched autograd engine applies: ``f`` is declared batched and we are
-    outside ``torch.func`` transforms, inference mode and ``torch.autograd.forward_ad`` dual
-    levels (where its ``torch.autograd.grad`` calls cannot run or would drop tangents)."""
+def _use_batched(f: Callable, batched: bool | None, z: torch.Tensor) -> bool:
+    """Whether the batched autograd engine applies: ``f`` is declared batched, ``z`` is on the
+    CPU, and we are outside ``torch.func`` transforms, inference mode and
+    ``torch.autograd.forward_ad`` dual levels (where its ``torch.autograd.grad`` calls cannot
+    run or would drop tangents).
+
+    CPU only: on a GPU the per-point engine is one fused vmapped computation, measured 1.7–9×
+    faster than the column loop for n ≥ 4 (docs/benchmarks.md); the batched engine has not been
+    measured there.
+    """
     if batched is None:
         batched = getattr(f, "batched_call", False) is True
     return (
         batched
+        and z.device.type == "cpu"
         and peek_interpreter_stack() is None
         and not torch.is_inference_mode_enabled()
         and getattr(_forward_ad, "_current_level", -1) < 0
@@ -402,7 +409,7 @@ def _levi(
     "Batching rule not implemented for aten::_neg_view"); then the Hessian is recomputed
     forward-over-forward, which has no such gap.
     """
-    if _use_batched(f, batched):
+    if _use_batched(f, batched, z):
         return _levi_batched(f, z, chunk_size)
     n = z.shape[-1]
     H, batch = _per_point(f, z, chunk_size, hessian, lambda g: jacfwd(jacfwd(g)))
@@ -419,7 +426,7 @@ def _partial(
     ``batched`` as in `_levi`: one batched reverse pass, else reverse mode per point with the
     forward-mode fallback of `_levi`.
     """
-    if _use_batched(f, batched):
+    if _use_batched(f, batched, z):
         return _partial_batched(f, z, chunk_size)
     n = z.shape[-1]
     g, batch = _per_point(f, z, chunk_size, _grad, jacfwd)
@@ -488,13 +495,16 @@ def ddbar(
             one point must not be declared batched: ``lambda z: (z[0] * z[0].conj()).real``
             reads the first *point* of a batch.
 
-    How: in real coordinates u = (Re z, Im z). A batched ``f`` is evaluated on blocks of
-    points with ``torch.autograd``: one reverse pass for the gradient (``create_graph=True``),
-    one batched reverse pass over the 2n real directions for the Hessian rows; inside
-    ``torch.func`` transforms, and for functions of one point, ``torch.func.vmap`` of
-    ``torch.func.hessian`` over the points. The two agree to rounding (~1e-16 relative). The
-    result keeps its autograd graph when ``z`` or a tensor inside ``f`` requires grad (it can be
-    backpropagated, e.g. through a regulariser), and has none otherwise.
+    How: in real coordinates u = (Re z, Im z). On the CPU a batched ``f`` is evaluated on
+    blocks of points with ``torch.autograd``: one reverse pass for every point's gradient
+    (``create_graph=True``), then the 2n real Hessian rows (row j is the gradient of the
+    batch-sum of gradient component j: points are independent), in one batched reverse pass
+    or a loop of 2n, whichever was faster the first time. Inside ``torch.func`` transforms, on
+    other devices, and for functions of one point: ``torch.func.vmap`` of
+    ``torch.func.hessian`` over the points. The two agree to rounding (~1e-16 relative; see
+    docs/benchmarks.md for speed). The result keeps its autograd graph when ``z`` or a tensor
+    inside ``f`` requires grad (it can be backpropagated, e.g. through a regulariser), and has
+    none otherwise.
 
     Returns:
         Complex tensor ``(..., n, n)``, exactly Hermitian.
