@@ -31,7 +31,6 @@ Two layers:
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
 from collections.abc import Callable
@@ -228,6 +227,9 @@ def _batched_leaf(z: torch.Tensor, grad_on: bool) -> tuple[torch.Tensor, bool]:
 _ROW_MODE: dict[tuple, str] = {}
 _ROW_MODE_MAX = 512
 _MODE_MARGIN = 1.25
+#: Blocks up to this many Hessian entries also try the replicated mode (it wins only on small
+#: blocks, where fixed per-pass costs dominate).
+_REPLICATE_MAX_ELEMENTS = 2**15
 _MODES = ("loop", "batched", "replicated")
 
 
@@ -304,9 +306,11 @@ def _real_hessians(f: Callable, zb: torch.Tensor, grad_on: bool, mode: str):
 def _block_hessians(f: Callable, zb: torch.Tensor, grad_on: bool):
     """`_real_hessians` by the mode `_ROW_MODE` holds for this kind of block.
 
-    The first time a kind is seen on CPU, every mode is timed on this block (best of two
-    alternating runs; the answer returned is the loop's), and ``"batched"`` is kept unless
-    another mode is faster by more than ``_MODE_MARGIN``; ``"batched"`` on other devices.
+    The first time a kind is seen on CPU, the modes are timed on this block (the loop's run is
+    the answer; the batched pass is timed on its second run, after vmap's warm-up; the
+    replicated one only on blocks of at most ``_REPLICATE_MAX_ELEMENTS``: about 3–4 block
+    computations in all, once), and ``"batched"`` is kept unless another mode is faster by
+    more than ``_MODE_MARGIN``; ``"batched"`` on other devices.
     Where torch lacks a batching rule for some op's backward, the other modes.
     """
     key = _row_key(f, zb, grad_on)
@@ -321,24 +325,34 @@ def _block_hessians(f: Callable, zb: torch.Tensor, grad_on: bool):
                 raise
             _remember(key, "loop")
             return _real_hessians(f, zb, grad_on, "loop")
-    result = _real_hessians(f, zb, grad_on, "loop")  # also the warm-up, and validates f
+    t0 = time.perf_counter()
+    result = _real_hessians(f, zb, grad_on, "loop")  # the answer; also validates f
+    best = {"loop": time.perf_counter() - t0}
     if result[0] is None:
         return result
-    best = dict.fromkeys(_MODES, math.inf)
-    for _ in range(2):  # alternating, best of two: robust to a burst of load
-        for name in _MODES:
-            t0 = time.perf_counter()
-            try:
-                _real_hessians(f, zb, grad_on, name)
-            except RuntimeError as exc:
-                if name != "batched" or not _is_missing_batching_rule(exc):
-                    raise
-                continue
-            best[name] = min(best[name], time.perf_counter() - t0)
+    m = 2 * zb.shape[-1]
+    candidates = ["batched", "batched"]  # the first run warms vmap up (untimed)
+    if zb.shape[0] * m * m <= _REPLICATE_MAX_ELEMENTS:
+        candidates.append("replicated")
+    for i, name in enumerate(candidates):
+        t0 = time.perf_counter()
+        try:
+            _real_hessians(f, zb, grad_on, name)
+        except RuntimeError as exc:
+            if name != "batched" or not _is_missing_batching_rule(exc):
+                raise
+            candidates = [c for c in candidates if c != "batched"]
+            break
+        if i > 0:
+            best[name] = time.perf_counter() - t0
+    if "replicated" in candidates and "replicated" not in best:  # after a failed batched pass
+        t0 = time.perf_counter()
+        _real_hessians(f, zb, grad_on, "replicated")
+        best["replicated"] = time.perf_counter() - t0
     fastest = min(best, key=best.__getitem__)
     # Timings on a loaded machine are noisy: keep the batched pass (usually fastest) unless
     # another mode beats it clearly.
-    if best["batched"] <= _MODE_MARGIN * best[fastest]:
+    if "batched" in best and best["batched"] <= _MODE_MARGIN * best[fastest]:
         fastest = "batched"
     _remember(key, fastest)
     return result
