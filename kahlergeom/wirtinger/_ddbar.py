@@ -31,6 +31,7 @@ Two layers:
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from collections.abc import Callable
@@ -226,7 +227,6 @@ def _batched_leaf(z: torch.Tensor, grad_on: bool) -> tuple[torch.Tensor, bool]:
 #: slower through a Cholesky backward at n = 8; replicating the block wins at small n and N).
 _ROW_MODE: dict[tuple, str] = {}
 _ROW_MODE_MAX = 512
-_MODE_MARGIN = 1.25
 #: Blocks up to this many Hessian entries also try the replicated mode (it wins only on small
 #: blocks, where fixed per-pass costs dominate).
 _REPLICATE_MAX_ELEMENTS = 2**15
@@ -306,11 +306,10 @@ def _real_hessians(f: Callable, zb: torch.Tensor, grad_on: bool, mode: str):
 def _block_hessians(f: Callable, zb: torch.Tensor, grad_on: bool):
     """`_real_hessians` by the mode `_ROW_MODE` holds for this kind of block.
 
-    The first time a kind is seen on CPU, the modes are timed on this block (the loop's run is
-    the answer; the batched pass is timed on its second run, after vmap's warm-up; the
-    replicated one only on blocks of at most ``_REPLICATE_MAX_ELEMENTS``: about 3–4 block
-    computations in all, once), and ``"batched"`` is kept unless another mode is faster by
-    more than ``_MODE_MARGIN``; ``"batched"`` on other devices.
+    The first time a kind is seen on CPU, the modes are timed on this block, best of two runs
+    each (the loop's first run is the answer; the batched pass after one untimed warm-up run of
+    vmap; the replicated one only on blocks of at most ``_REPLICATE_MAX_ELEMENTS``): 5–7 block
+    computations, once per kind and size; the fastest is kept. ``"batched"`` on other devices.
     Where torch lacks a batching rule for some op's backward, the other modes.
     """
     key = _row_key(f, zb, grad_on)
@@ -331,30 +330,25 @@ def _block_hessians(f: Callable, zb: torch.Tensor, grad_on: bool):
     if result[0] is None:
         return result
     m = 2 * zb.shape[-1]
-    candidates = ["batched", "batched"]  # the first run warms vmap up (untimed)
+    # The first batched run warms vmap up (untimed); then loop and batched alternate once more:
+    # best of two each, robust to a burst of load.
+    runs = ["batched", "batched", "loop", "batched"]
     if zb.shape[0] * m * m <= _REPLICATE_MAX_ELEMENTS:
-        candidates.append("replicated")
-    for i, name in enumerate(candidates):
+        runs += ["replicated", "replicated"]
+    for i, name in enumerate(runs):
+        if name == "batched" and best.get("batched") == math.inf:
+            continue  # no batching rule
         t0 = time.perf_counter()
         try:
             _real_hessians(f, zb, grad_on, name)
         except RuntimeError as exc:
             if name != "batched" or not _is_missing_batching_rule(exc):
                 raise
-            candidates = [c for c in candidates if c != "batched"]
-            break
+            best["batched"] = math.inf
+            continue
         if i > 0:
-            best[name] = time.perf_counter() - t0
-    if "replicated" in candidates and "replicated" not in best:  # after a failed batched pass
-        t0 = time.perf_counter()
-        _real_hessians(f, zb, grad_on, "replicated")
-        best["replicated"] = time.perf_counter() - t0
-    fastest = min(best, key=best.__getitem__)
-    # Timings on a loaded machine are noisy: keep the batched pass (usually fastest) unless
-    # another mode beats it clearly.
-    if "batched" in best and best["batched"] <= _MODE_MARGIN * best[fastest]:
-        fastest = "batched"
-    _remember(key, fastest)
+            best[name] = min(best.get(name, math.inf), time.perf_counter() - t0)
+    _remember(key, min(best, key=best.__getitem__))
     return result
 
 
