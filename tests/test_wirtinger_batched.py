@@ -462,3 +462,19 @@ def test_columns_of_G_from_2n_hessian_vector_products(n, gen):
         assert torch.trace(0.5 * (P + J.T @ P @ J)) == pytest.approx(m - k)
         # yet its Levi matrix is not 0: tr G = ¼ tr(P_xx + P_yy) = (2n − k)/4
         assert levi_from_real_hessian(P).diagonal().real.sum() == pytest.approx((m - k) / 4)
+
+
+def test_preferred_mode_is_kept_within_the_margin(gen, monkeypatch):
+    monkeypatch.setattr(engine, "_ROW_MODE", {})
+    monkeypatch.setattr(engine, "_MODE_MARGIN", 1e9)  # any timing is "close"
+    z = random_points(2, (5,), generator=gen)
+
+    def f(w):
+        return torch.log1p((w.real**2 + w.imag**2).sum(-1))
+
+    kg.ddbar(f, z, batched=True)
+    assert list(engine._ROW_MODE.values()) == ["batched"]  # the default preference
+    engine._ROW_MODE.clear()
+    f.ddbar_mode = "loop"
+    assert_close(kg.ddbar(f, z, batched=True), FubiniStudy(2).levi(z), **SAME)
+    assert list(engine._ROW_MODE.values()) == ["loop"]
