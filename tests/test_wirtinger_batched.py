@@ -361,6 +361,9 @@ def test_gradcheck_through_the_batched_engine():
     assert torch.autograd.gradcheck(lambda w: kg.ddbar(pot, w), (z,))
     assert torch.autograd.gradcheck(lambda w: partial(pot, w), (z,))
     assert torch.autograd.gradgradcheck(lambda w: partial(pot, w), (z,))
+    # second order through G (e.g. a curve energy built from the default levi, differentiated
+    # twice by reverse mode)
+    assert torch.autograd.gradgradcheck(lambda w: pot.levi(w).real.sum(-1), (z,))
 
 
 def test_gradient_to_parameters_inside_the_potential(gen):
