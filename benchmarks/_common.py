@@ -135,6 +135,28 @@ def time_call(
     return Timing(seconds=min(samples), samples=samples)
 
 
+def time_interleaved(
+    fns: dict[str, Callable[[], object]],
+    *,
+    repeats: int = 3,
+    device: str | torch.device = "cpu",
+) -> dict[str, Timing]:
+    """Best of ``repeats`` rounds, each round timing every method once, in turn.
+
+    Interleaving keeps the methods' ratios meaningful on a machine shared with other work: a
+    burst of load slows one round of every method rather than all rounds of one.
+    """
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(max(1, repeats)):
+        for name, fn in fns.items():
+            synchronize(device)
+            t0 = time.perf_counter()
+            fn()
+            synchronize(device)
+            samples[name].append(time.perf_counter() - t0)
+    return {name: Timing(seconds=min(s), samples=s) for name, s in samples.items()}
+
+
 def extrapolate(timing: Timing, measured_items: int, total_items: int) -> Timing:
     """Scale a timing over ``measured_items`` linearly to ``total_items`` (a per-item loop)."""
     scale = total_items / measured_items

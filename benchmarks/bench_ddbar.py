@@ -4,8 +4,15 @@ Methods, each returning G[k, a, b] = ∂_a ∂̄_b K(z_k) as an (N, n, n) comple
 potential K (differentiated through its ``__call__``; the closed-form ``levi`` is only the
 oracle of the correctness check):
 
-* ``batched``: ``kahlergeom.ddbar`` — ``torch.func.vmap`` over points of ``torch.func.hessian``
-  in real coordinates u = (Re z, Im z).
+* ``batched``: ``kahlergeom.ddbar`` at its defaults. A potential is batched by contract, so this
+  is its batched autograd engine: one reverse pass for the gradient of every point, then the
+  Hessian rows by the fastest of one batched reverse pass (``is_grads_batched``) over the 2n
+  real directions, a loop of 2n passes, or one pass over 2n copies of the block, on
+  cache-sized blocks of points (CPU).
+* ``vmap``: ``kahlergeom.ddbar(..., batched=False)``, the per-point engine (the default before
+  the batched one, and still the one used for functions of one point and inside ``torch.func``
+  transforms): ``torch.func.vmap`` over points of ``torch.func.hessian`` in real coordinates
+  u = (Re z, Im z).
 * ``loop``: a Python loop over points of ``torch.autograd.functional.hessian`` of the real
   function of u ∈ R^{2n} (default options), combined into G.
 * ``column``: the column loop of the Calabi–Yau metric codes (cymetric, MLGeometry): one batched
@@ -13,7 +20,7 @@ oracle of the correctness check):
   each differentiated again by reverse mode after summing over the batch (reverse-over-reverse,
   batched over points, looped over columns).
 
-All three are checked against each other and against the closed-form Levi matrix before any
+All four are checked against each other and against the closed-form Levi matrix before any
 timing; the script stops if they disagree.
 
 Run from the repository root::
@@ -51,7 +58,7 @@ from _common import (
     measure_rss_in_worker,
     run_worker,
     setup_torch,
-    time_call,
+    time_interleaved,
     worker_report,
     write_text,
 )
@@ -59,7 +66,7 @@ from _common import (
 import kahlergeom as kg
 from kahlergeom.potentials import FubiniStudy, GaussianMixturePotential
 
-METHODS = ("batched", "loop", "column")
+METHODS = ("batched", "vmap", "loop", "column")
 POTENTIALS = ("fubini-study", "mixture")
 HEADLINE = (8, 4096)  # (n, N) of the done criterion
 HEADLINE_TARGET = 30.0
@@ -115,6 +122,11 @@ def levi_batched(K, z: torch.Tensor, chunk_size: int | None = None) -> torch.Ten
     return kg.ddbar(K, z, chunk_size=chunk_size)
 
 
+def levi_vmap(K, z: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
+    """(a') kahlergeom.ddbar's per-point engine: vmap of torch.func.hessian over the points."""
+    return kg.ddbar(K, z, chunk_size=chunk_size, batched=False)
+
+
 def levi_loop(K, z: torch.Tensor) -> torch.Tensor:
     """(b) per-point loop of torch.autograd.functional.hessian in real coordinates."""
     n = z.shape[-1]
@@ -140,9 +152,10 @@ def levi_column(K, z: torch.Tensor) -> torch.Tensor:
 
 
 def method_fns(K, z: torch.Tensor, loop_points: int, chunk_size: int | None) -> dict:
-    """The three methods as zero-argument callables (the loop runs on the first points only)."""
+    """The four methods as zero-argument callables (the loop runs on the first points only)."""
     return {
         "batched": lambda: levi_batched(K, z, chunk_size),
+        "vmap": lambda: levi_vmap(K, z, chunk_size),
         "loop": lambda: levi_loop(K, z[:loop_points]),
         "column": lambda: levi_column(K, z),
     }
@@ -159,6 +172,7 @@ def check_agreement(K, z: torch.Tensor, results: dict, loop_points: int, tol: fl
     errors = {
         "batched vs closed-form K.levi": relative_error(ref, K.levi(z)),
         "column vs batched": relative_error(results["column"], ref),
+        "vmap vs batched": relative_error(results["vmap"], ref),
         f"loop vs batched (first {loop_points} points)": relative_error(
             results["loop"], ref[:loop_points]
         ),
@@ -204,10 +218,8 @@ def run_row(args, potential: str, n: int, N: int) -> dict:
     max_err = check_agreement(K, z, results, loop_points, TOLERANCE[dtype])
     del results
 
-    timings: dict[str, Timing] = {
-        name: time_call(fn, repeats=args.repeats, warmup=0, device=args.device)
-        for name, fn in fns.items()
-    }
+    # Interleaved rounds (one call of each method per round): ratios survive a shared machine.
+    timings: dict[str, Timing] = time_interleaved(fns, repeats=args.repeats, device=args.device)
     if loop_points < N:
         timings["loop"] = extrapolate(timings["loop"], loop_points, N)
 
@@ -269,11 +281,14 @@ def row_cells(row: dict) -> list[str]:
         row["n"],
         row["N"],
         format_seconds(t["batched"].seconds),
+        format_seconds(t["vmap"].seconds),
         format_seconds(t["loop"].seconds) + star,
         format_seconds(t["column"].seconds),
         format_ratio(t["loop"].seconds / t["batched"].seconds) + star,
         format_ratio(t["column"].seconds / t["batched"].seconds),
+        format_ratio(t["column"].seconds / t["vmap"].seconds),
         format_bytes(mem["batched"]),
+        format_bytes(mem["vmap"]),
         loop_mem,
         format_bytes(mem["column"]),
         f"{row['max_err']:.1e}",
@@ -285,11 +300,14 @@ HEADERS = [
     "n",
     "N",
     "batched",
+    "vmap",
     "loop",
     "column",
     "loop / batched",
     "column / batched",
+    "column / vmap",
     "mem batched",
+    "mem vmap",
     "mem loop",
     "mem column",
     "max rel. diff",
@@ -334,18 +352,22 @@ def build_report(args, rows: list[dict], header: list[str], elapsed: float) -> s
     )
     any_extrapolated = any(r["timings"]["loop"].extrapolated for r in rows)
     lines = [
-        "# ddbar benchmark: batched ∂∂̄ vs per-point loop vs column loop",
+        "# ddbar benchmark: batched ∂∂̄ vs per-point engine vs per-point loop vs column loop",
         "",
         *[f"- {h}" for h in header],
         f"- dtype: {args.dtype} (points {COMPLEX_OF[DTYPES[args.dtype]]}), "
         f"chunk_size: {args.chunk_size}",
-        f"- time: best of {args.repeats} calls after a warm-up call (time.perf_counter"
+        f"- time: best of {args.repeats} interleaved rounds (each method once per round) after a "
+        "warm-up call (time.perf_counter"
         + (", CUDA synchronised" if device.startswith("cuda") else "")
         + "); all methods agree to the tolerance before timing "
         f"({TOLERANCE[DTYPES[args.dtype]]:g} relative to max(1, max |G|); the last column is "
         "the largest difference seen, including batched vs the closed-form Levi matrix)",
         f"- peak memory: {memory_note}",
-        "- methods: batched = kahlergeom.ddbar (vmap of torch.func.hessian); loop = Python loop "
+        "- methods: batched = kahlergeom.ddbar (its batched autograd engine: one gradient, then "
+        "the 2n Hessian rows by the fastest of one is_grads_batched reverse pass, a loop of 2n "
+        "passes, or one pass over 2n copies of each block of points); vmap = "
+        "kahlergeom.ddbar(batched=False) (vmap of torch.func.hessian); loop = Python loop "
         "of torch.autograd.functional.hessian per point; column = one batched gradient with "
         "create_graph, then a loop over its 2n components (cymetric / MLGeometry style)",
         "",
@@ -373,7 +395,8 @@ def build_report(args, rows: list[dict], header: list[str], elapsed: float) -> s
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
-        description="Benchmark kahlergeom.ddbar against a per-point loop and a column loop.",
+        description="Benchmark kahlergeom.ddbar against its per-point engine, a per-point loop "
+        "and a column loop.",
         allow_abbrev=False,
     )
     p.add_argument("--quick", action="store_true", help="tiny grid for smoke tests (seconds)")

@@ -40,11 +40,16 @@ def levi_from_real_hessian(H: torch.Tensor) -> torch.Tensor:
     of g_{a b̄}) gives ∂_c ∂̄_d of each entry by the same formula.
     """
     n = H.shape[-1] // 2
-    H = 0.5 * (H + H.transpose(-1, -2))
-    kxx, kyy, kxy = H[..., :n, :n], H[..., n:, n:], H[..., :n, n:]
+    # Symmetrising H first is the same as symmetrising the n×n blocks of G (cheaper):
+    # re = ½(S + Sᵀ) with S = K_xx + K_yy, im = ½(A − Aᵀ) with A = K_xy − K_yx; both are exact
+    # (floating-point + is commutative), so G is exactly Hermitian.
+    re = H[..., :n, :n] + H[..., n:, n:]
+    im = H[..., :n, n:] - H[..., n:, :n]
+    re = re + re.transpose(-1, -2)
+    im = im - im.transpose(-1, -2)
     if H.is_complex():
-        return 0.25 * ((kxx + kyy) + 1j * (kxy - kxy.transpose(-1, -2)))
-    return 0.25 * torch.complex(kxx + kyy, kxy - kxy.transpose(-1, -2))
+        return 0.125 * (re + 1j * im)
+    return 0.125 * torch.complex(re, im)
 
 
 def real_metric(G: torch.Tensor) -> torch.Tensor:

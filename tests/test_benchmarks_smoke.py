@@ -29,11 +29,38 @@ def test_bench_ddbar_quick(tmp_path):
     assert len(header) == 1, proc.stdout
     rows = [line for line in lines if line.startswith("| fubini-study")]
     assert rows, proc.stdout
-    # Every row has the 12 columns of the table, with the ratio columns filled in.
+    # Every row has the 15 columns of the table, with the ratio columns filled in.
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]
-        assert len(cells) == 12, row
-        assert cells[6].rstrip("*").endswith("×") and cells[7].endswith("×"), row
+        assert len(cells) == 15, row
+        assert cells[7].rstrip("*").endswith("×"), row
+        assert cells[8].endswith("×") and cells[9].endswith("×"), row
     assert "extrapolated" in proc.stdout  # --quick exercises the subset-and-extrapolate path
     assert "peak memory:" in proc.stdout
+    assert out.read_text(encoding="utf-8").strip() == proc.stdout.strip()
+
+
+@pytest.mark.slow
+def test_bench_curvature_quick(tmp_path):
+    out = tmp_path / "curvature.md"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "bench_curvature.py"),
+            "--quick",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ")][2:]
+    assert {row.split("|")[1].strip() for row in rows} == {"christoffel", "ricci", "riemann"}
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert len(cells) == 10 and cells[7].endswith("×"), row
     assert out.read_text(encoding="utf-8").strip() == proc.stdout.strip()

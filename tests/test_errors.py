@@ -237,7 +237,8 @@ class NotATensor(KahlerPotential):
     "cls, match",
     [
         (ComplexValued, r"f must return a real tensor .* it returned torch.complex128"),
-        (VectorValued, r"f must return one real value per point: .* returned shape \(2,\)"),
+        # per point (a plain callable): shape (2,); on the batch of 3 (a potential): (3, 2)
+        (VectorValued, r"f must return one real value per point: .* returned shape \((2,|3, 2)\)"),
         (NotATensor, r"f must return a torch.Tensor .*got float"),
     ],
 )

@@ -111,13 +111,19 @@ def ricci(metric_fn: Callable, z: torch.Tensor, chunk_size: int | None = None) -
 
     Computed as the Levi matrix of $-\log\det G$ (log det via Cholesky), not by contracting the
     4-index tensor; for a Kähler metric it equals $\sum_{cd} g^{c\bar d} R_{a\bar b c\bar d}$.
-    Hermitian.
+    Hermitian. The metric field is batched, so $-\log\det G$ is differentiated by the batched
+    engine of `kahlergeom.ddbar` (blocks of points through ``torch.autograd``; per point under
+    ``torch.func.vmap`` inside ``torch.func`` transforms): 1.1–3× faster than per point
+    (docs/benchmarks.md).
     """
 
     def neg_logdet(w: torch.Tensor) -> torch.Tensor:
         return -hermitian_logdet(metric_fn(w))
 
-    return _levi(neg_logdet, z, chunk_size)
+    # Through the Cholesky backward a loop of 2n reverse passes was 1.3–1.9× faster than one
+    # batched pass at n = 4–8 (benchmarks/bench_curvature.py): prefer it when timings are close.
+    neg_logdet.ddbar_mode = "loop"
+    return _levi(neg_logdet, z, chunk_size, batched=True)
 
 
 def scalar_curvature(

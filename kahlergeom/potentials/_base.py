@@ -44,6 +44,12 @@ class KahlerPotential(abc.ABC):
     #: Human-readable description of the domain, used in error messages.
     domain_description: str = "all of C^n"
 
+    #: ``__call__`` maps a batch ``(..., n) → (...)`` point by point, so the Wirtinger engine
+    #: (`kahlergeom.ddbar`, the default `levi` and `partial`) evaluates it on whole blocks of
+    #: points with ``torch.autograd``. Set it to ``False`` in a subclass whose values mix points
+    #: (then every point is differentiated on its own, under ``torch.func.vmap``).
+    batched_call: bool = True
+
     def __init__(self, n: int):
         self.n = check_positive_int(n, "n")
 

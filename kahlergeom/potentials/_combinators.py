@@ -36,6 +36,7 @@ class Product(KahlerPotential):
         self.factors = _as_potential_list(potentials, "potentials")
         self.sizes = [p.n for p in self.factors]
         super().__init__(sum(self.sizes))
+        self.batched_call = all(p.batched_call for p in self.factors)
 
     @property
     def hadamard(self) -> bool:
@@ -238,6 +239,7 @@ class LogSumExp(KahlerPotential):
         self.biases = biases
         self.temperature = check_temperature(temperature)
         super().__init__(ns.pop())
+        self.batched_call = all(p.batched_call for p in self.components)
 
     def _scores(self, z):
         values = torch.stack([p(z) for p in self.components], -1)
@@ -283,6 +285,7 @@ class PotentialSum(KahlerPotential):
             raise ValueError(f"terms must all have the same n; got {[t.n for t in terms]}.")
         self.terms = terms
         super().__init__(ns.pop())
+        self.batched_call = all(t.batched_call for t in terms)
 
     def __call__(self, z):
         return sum(t(z) for t in self.terms)

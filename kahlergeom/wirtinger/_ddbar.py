@@ -2,8 +2,24 @@
 
 Everything is differentiated in real coordinates u = (x, y) ∈ R^{2n} (x first), because
 ``torch.func``'s ``jacfwd``/``jacrev``/``hessian`` refuse complex inputs; complex
-intermediates inside the differentiated function are fine. Batches are handled by
-``torch.func.vmap`` (optionally chunked), never by Python loops over points.
+intermediates inside the differentiated function are fine. Never a Python loop over points.
+
+Two engines for ∂∂̄ and ∂ (same numbers, to rounding):
+
+* **batched** (for functions declared batched: a `KahlerPotential`, whose ``__call__`` maps
+  ``(..., n) → (...)`` point by point, or ``batched=True``): ``f`` is called once on a block of
+  points; one ``torch.autograd.grad`` of ``f(u).sum()`` with ``create_graph=True`` gives the
+  gradient of every point, and one more reverse pass per real direction gives the rows of
+  every point's real Hessian: looped (the column loop), batched into one call with
+  ``is_grads_batched``, or through one evaluation of f on 2n copies of the block — whichever
+  was fastest the first time this kind of function was differentiated at this size
+  (`_block_hessians`). Blocks are sized so that the Hessian
+  block holds at most ``_HESSIAN_BLOCK_ELEMENTS`` numbers (measured: larger blocks fall out of
+  cache). Used only outside ``torch.func`` transforms, inference mode and forward-AD dual
+  levels, and on the CPU (on a GPU the per-point engine was measured fast; this one was not).
+* **per point** (any other callable, other devices, and inside ``torch.func`` transforms, where
+  ``torch.autograd.grad`` cannot run): ``torch.func.vmap`` over points (optionally chunked) of
+  ``torch.func.hessian`` / ``grad``; ``f`` sees one point ``(n,)``.
 
 Two layers:
 
@@ -15,10 +31,14 @@ Two layers:
 
 from __future__ import annotations
 
+import math
+import time
 import warnings
 from collections.abc import Callable
 
 import torch
+from torch._C._functorch import peek_interpreter_stack
+from torch.autograd import forward_ad as _forward_ad
 from torch.func import grad as _grad
 from torch.func import hessian, jacfwd, vmap
 
@@ -34,6 +54,11 @@ with warnings.catch_warnings():
         import torch._decomp.decompositions_for_jvp  # noqa: F401
     except ImportError:  # pragma: no cover - a torch without this private module
         pass
+
+#: Largest real-Hessian block (points × (2n)², numbers) the batched engine builds at once. The
+#: batched backward over 2n directions is fastest up to about this size on CPU; beyond it the
+#: block leaves the cache (benchmarks/bench_ddbar.py, docs/benchmarks.md).
+_HESSIAN_BLOCK_ELEMENTS = 2**18
 
 __all__ = [
     "closedness_residual",
@@ -117,14 +142,292 @@ def _per_point(f: Callable, z: torch.Tensor, chunk_size, reverse, forward):
         return vmap(forward(fr), chunk_size=chunk_size)(u), batch
 
 
-def _levi(f: Callable, z: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
+def _use_batched(f: Callable, batched: bool | None, z: torch.Tensor) -> bool:
+    """Whether the batched autograd engine applies: ``f`` is declared batched, ``z`` is on the
+    CPU, and we are outside ``torch.func`` transforms, inference mode and
+    ``torch.autograd.forward_ad`` dual levels (where its ``torch.autograd.grad`` calls cannot
+    run or would drop tangents).
+
+    CPU only: on a GPU the per-point engine is one fused vmapped computation, measured 1.7–9×
+    faster than the column loop for n ≥ 4 (docs/benchmarks.md); the batched engine has not been
+    measured there.
+    """
+    if batched is None:
+        batched = getattr(f, "batched_call", False) is True
+    return (
+        batched
+        and z.device.type == "cpu"
+        and peek_interpreter_stack() is None
+        and not torch.is_inference_mode_enabled()
+        and getattr(_forward_ad, "_current_level", -1) < 0
+    )
+
+
+def _blocks(n_points: int, chunk_size: int | None, per_point: int):
+    """Slices of at most ``chunk_size`` points and at most ``_HESSIAN_BLOCK_ELEMENTS //
+    per_point`` points (at least one)."""
+    size = max(1, _HESSIAN_BLOCK_ELEMENTS // per_point)
+    if chunk_size is not None:
+        size = min(size, chunk_size)
+    return [slice(i, i + size) for i in range(0, n_points, size)]
+
+
+def _has_other_leaves(t: torch.Tensor, leaf: torch.Tensor) -> bool:
+    """Whether ``t``'s autograd graph reaches a tensor requiring grad other than ``leaf``
+    (a parameter of f, a captured tensor with history): then the derivatives must keep their
+    graph for the caller's backward pass."""
+    seen = set()
+    stack = [t.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        variable = getattr(node, "variable", None)  # AccumulateGrad nodes hold their leaf
+        if variable is not None and variable is not leaf:
+            return True
+        stack.extend(nxt for nxt, _ in node.next_functions)
+    return False
+
+
+def _batched_values(f: Callable, u: torch.Tensor) -> torch.Tensor:
+    """f at the points of u (B, 2n), checked: real, one value per point, shape (B,)."""
+    n = u.shape[-1] // 2
+    out = f(torch.complex(u[:, :n], u[:, n:]))
+    if not isinstance(out, torch.Tensor):
+        raise ValueError(
+            f"f must return a torch.Tensor (a real value per point); got {type(out).__name__}."
+        )
+    if out.is_complex():
+        raise ValueError(
+            "f must return a real tensor (a Kähler potential is real-valued); it returned "
+            f"{out.dtype}. Return the real part, e.g. `.real`, if the imaginary part is zero."
+        )
+    if out.shape != u.shape[:1]:
+        raise ValueError(
+            "f must return one real value per point: shape (...) for points of shape (..., n); "
+            f"for {u.shape[0]} points of shape ({n},) it returned shape {tuple(out.shape)}. "
+            "A function of one point only must be passed with batched=False."
+        )
+    return out
+
+
+def _batched_leaf(z: torch.Tensor, grad_on: bool) -> tuple[torch.Tensor, bool]:
+    """Real coordinates to differentiate at, and whether z's own graph must be kept (only when
+    the caller's grad mode, ``grad_on``, is enabled)."""
+    keep = grad_on and z.requires_grad
+    u = to_real(z)
+    return (u if keep else u.detach().requires_grad_(True)), keep
+
+
+#: The fastest way (`_real_hessians`: ``"loop"``, ``"batched"`` or ``"replicated"``) per kind of
+#: function and block size, measured once per process on CPU (`_block_hessians`). All give the
+#: same numbers; which is fastest depends on f's operations and the size (measured: the batched
+#: backward is up to ~1.5× faster than the loop for elementwise potentials at n = 4–16 and ~2×
+#: slower through a Cholesky backward at n = 8; replicating the block wins at small n and N).
+_ROW_MODE: dict[tuple, str] = {}
+_ROW_MODE_MAX = 512
+#: Blocks up to this many Hessian entries also try the replicated mode (it wins only on small
+#: blocks, where fixed per-pass costs dominate).
+_REPLICATE_MAX_ELEMENTS = 2**15
+_MODE_MARGIN = 1.25
+_MODES = ("loop", "batched", "replicated")
+
+
+def _row_key(f: Callable, z: torch.Tensor, grad_on: bool) -> tuple:
+    """What the mode choice depends on: f's class (or code), n, dtype, device, block size."""
+    kind = getattr(f, "__code__", None) or type(f)
+    m = 2 * z.shape[-1]
+    size = (z.shape[0] * m * m).bit_length() // 2  # buckets of a factor 4
+    return (kind, m, z.dtype, z.device.type, size, grad_on and z.requires_grad)
+
+
+def _rows_batched(g, u, create_graph: bool) -> torch.Tensor:
+    """The 2n vector-Jacobian products with one-hot cotangents in one ``is_grads_batched``
+    reverse pass (raises ``RuntimeError`` where torch lacks a batching rule)."""
+    B, m = u.shape
+    eye = torch.eye(m, dtype=u.dtype, device=u.device).unsqueeze(1).expand(m, B, m)
+    with warnings.catch_warnings():
+        # vmap's "performance drop" warning: its fallback loops, with correct values.
+        warnings.simplefilter("ignore", UserWarning)
+        (rows,) = torch.autograd.grad(
+            g,
+            u,
+            eye,
+            retain_graph=True,
+            create_graph=create_graph,
+            is_grads_batched=True,
+            materialize_grads=True,
+        )
+    return rows.transpose(0, 1)
+
+
+def _rows_looped(g, u, create_graph: bool) -> torch.Tensor:
+    """The same products, one reverse pass per real direction (the column loop)."""
+    rows = []
+    for i in range(u.shape[1]):
+        # Σ_points g_i: its gradient is row i at every point (points are independent).
+        (row,) = torch.autograd.grad(
+            g[:, i].sum(), u, retain_graph=True, create_graph=create_graph, materialize_grads=True
+        )
+        rows.append(row)
+    return torch.stack(rows, dim=1)
+
+
+def _real_hessians(f: Callable, zb: torch.Tensor, grad_on: bool, mode: str):
+    """Real Hessians H (B, 2n, 2n) of f at the points zb (B, n), and whether they keep a graph.
+
+    ``H`` is ``None`` where f does not depend on z. One reverse pass gives the gradient g of
+    every point (``create_graph=True``); points are independent, so the vector-Jacobian product
+    of g with the same one-hot cotangent e_i at every point is row i of each point's Hessian.
+    ``mode``: ``"loop"``, one reverse pass per row (the column loop); ``"batched"``, the 2n
+    rows in one ``is_grads_batched`` pass; ``"replicated"``, f evaluated once on 2n copies of
+    the block, copy j giving row j through one reverse pass of Σ_j g[j, :, j].
+    """
+    u, keep = _batched_leaf(zb, grad_on)
+    B, m = u.shape
+    x = u.unsqueeze(0).expand(m, B, m) if mode == "replicated" else u
+    k = _batched_values(f, x.reshape(-1, m))
+    if not k.requires_grad:  # f does not depend on z
+        return None, False
+    keep = keep or (grad_on and _has_other_leaves(k, u))
+    (g,) = torch.autograd.grad(k, x, torch.ones_like(k), create_graph=True)
+    if not g.requires_grad:  # f is affine in u: zero Hessian
+        return u.new_zeros(B, m, m), keep
+    if mode == "loop":
+        return _rows_looped(g, u, keep), keep
+    if mode == "batched":
+        return _rows_batched(g, u, keep), keep
+    (H,) = torch.autograd.grad(
+        g.diagonal(dim1=0, dim2=2).sum(), x, create_graph=keep, materialize_grads=True
+    )
+    return H.transpose(0, 1), keep
+
+
+def _block_hessians(f: Callable, zb: torch.Tensor, grad_on: bool):
+    """`_real_hessians` by the mode `_ROW_MODE` holds for this kind of block.
+
+    The first time a kind is seen on CPU, the modes are timed on this block, best of two runs
+    each (the loop's first run is the answer; the batched pass after one untimed warm-up run of
+    vmap; the replicated one only on blocks of at most ``_REPLICATE_MAX_ELEMENTS``): 5–7 block
+    computations, once per kind and size. The mode ``f.ddbar_mode`` names (default
+    ``"batched"``) is kept unless another is faster by more than ``_MODE_MARGIN``, a margin
+    against timing noise. ``"batched"`` on other devices.
+    Where torch lacks a batching rule for some op's backward, the other modes.
+    """
+    key = _row_key(f, zb, grad_on)
+    mode = _ROW_MODE.get(key)
+    if mode is None and zb.device.type != "cpu":
+        mode = "batched"
+    if mode is not None:
+        try:
+            return _real_hessians(f, zb, grad_on, mode)
+        except RuntimeError as exc:
+            if mode != "batched" or not _is_missing_batching_rule(exc):
+                raise
+            _remember(key, "loop")
+            return _real_hessians(f, zb, grad_on, "loop")
+    t0 = time.perf_counter()
+    result = _real_hessians(f, zb, grad_on, "loop")  # the answer; also validates f
+    best = {"loop": time.perf_counter() - t0}
+    if result[0] is None:
+        return result
+    m = 2 * zb.shape[-1]
+    # The first batched run warms vmap up (untimed); then loop and batched alternate once more:
+    # best of two each, robust to a burst of load.
+    runs = ["batched", "batched", "loop", "batched"]
+    if zb.shape[0] * m * m <= _REPLICATE_MAX_ELEMENTS:
+        runs += ["replicated", "replicated"]
+    for i, name in enumerate(runs):
+        if name == "batched" and best.get("batched") == math.inf:
+            continue  # no batching rule
+        t0 = time.perf_counter()
+        try:
+            _real_hessians(f, zb, grad_on, name)
+        except RuntimeError as exc:
+            if name != "batched" or not _is_missing_batching_rule(exc):
+                raise
+            best["batched"] = math.inf
+            continue
+        if i > 0:
+            best[name] = min(best.get(name, math.inf), time.perf_counter() - t0)
+    fastest = min(best, key=best.__getitem__)
+    # Timings on a loaded machine are noisy: keep f's preferred mode (``f.ddbar_mode``, default
+    # the batched pass) unless another one beats it clearly.
+    preferred = getattr(f, "ddbar_mode", "batched")
+    if preferred in best and best[preferred] <= _MODE_MARGIN * best[fastest]:
+        fastest = preferred
+    _remember(key, fastest)
+    return result
+
+
+def _remember(key: tuple, mode: str) -> None:
+    if len(_ROW_MODE) >= _ROW_MODE_MAX:
+        _ROW_MODE.clear()
+    _ROW_MODE[key] = mode
+
+
+def _join(blocks: list[torch.Tensor], empty: torch.Tensor) -> torch.Tensor:
+    """The blocks' results along the point axis (no copy for one block)."""
+    if not blocks:
+        return empty
+    return blocks[0] if len(blocks) == 1 else torch.cat(blocks)
+
+
+def _levi_batched(f: Callable, z: torch.Tensor, chunk_size: int | None) -> torch.Tensor:
+    """Levi matrices by the batched autograd engine (see the module docstring); f batched."""
+    n = z.shape[-1]
+    zf, batch = _flatten(z)
+    out = []
+    grad_on = torch.is_grad_enabled()
+    with torch.enable_grad():
+        for block in _blocks(zf.shape[0], chunk_size, (2 * n) ** 2):
+            H, keep = _block_hessians(f, zf[block], grad_on)
+            if H is None:  # f does not depend on z: zero Levi matrix
+                out.append(zf.new_zeros(zf[block].shape[0], n, n))
+                continue
+            G = levi_from_real_hessian(H)
+            out.append(G if keep else G.detach())
+    return _join(out, z.new_zeros(0, n, n)).reshape(*batch, n, n)
+
+
+def _partial_batched(f: Callable, z: torch.Tensor, chunk_size: int | None) -> torch.Tensor:
+    """∂f by one batched reverse pass per block (see `_levi_batched`)."""
+    n = z.shape[-1]
+    zf, batch = _flatten(z)
+    out = []
+    grad_on = torch.is_grad_enabled()
+    with torch.enable_grad():
+        for block in _blocks(zf.shape[0], chunk_size, 2 * n):
+            u, keep = _batched_leaf(zf[block], grad_on)
+            k = _batched_values(f, u)
+            if not k.requires_grad:
+                out.append(zf.new_zeros(u.shape[0], n))
+                continue
+            keep = keep or (grad_on and _has_other_leaves(k, u))
+            (g,) = torch.autograd.grad(
+                k, u, torch.ones_like(k), create_graph=keep, materialize_grads=True
+            )
+            d = 0.5 * torch.complex(g[:, :n], -g[:, n:])
+            out.append(d if keep else d.detach())
+    return _join(out, z.new_zeros(0, n)).reshape(*batch, n)
+
+
+def _levi(
+    f: Callable, z: torch.Tensor, chunk_size: int | None = None, batched: bool | None = None
+) -> torch.Tensor:
     """Unchecked batched Levi matrix ∂_a ∂̄_b f, (..., n) → (..., n, n).
 
-    Forward-over-reverse (``torch.func.hessian``) per point. torch.func has no batching rule
+    ``batched``: whether ``f`` maps ``(..., n) → (...)`` point by point (``None``: read
+    ``f.batched_call``, True for every `KahlerPotential`). Then, outside ``torch.func``
+    transforms, the batched autograd engine (module docstring). Otherwise
+    forward-over-reverse (``torch.func.hessian``) per point. torch.func has no batching rule
     for reverse mode through some complex views (e.g. ``z.conj()`` feeding a matmul raises
     "Batching rule not implemented for aten::_neg_view"); then the Hessian is recomputed
     forward-over-forward, which has no such gap.
     """
+    if _use_batched(f, batched, z):
+        return _levi_batched(f, z, chunk_size)
     n = z.shape[-1]
     H, batch = _per_point(f, z, chunk_size, hessian, lambda g: jacfwd(jacfwd(g)))
     if H is None:
@@ -132,11 +435,16 @@ def _levi(f: Callable, z: torch.Tensor, chunk_size: int | None = None) -> torch.
     return levi_from_real_hessian(H).reshape(*batch, n, n)
 
 
-def _partial(f: Callable, z: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
+def _partial(
+    f: Callable, z: torch.Tensor, chunk_size: int | None = None, batched: bool | None = None
+) -> torch.Tensor:
     """Unchecked batched holomorphic gradient ∂_a f = ½(∂f/∂x_a − i ∂f/∂y_a).
 
-    Reverse mode per point, with the forward-mode fallback of `_levi`.
+    ``batched`` as in `_levi`: one batched reverse pass, else reverse mode per point with the
+    forward-mode fallback of `_levi`.
     """
+    if _use_batched(f, batched, z):
+        return _partial_batched(f, z, chunk_size)
     n = z.shape[-1]
     g, batch = _per_point(f, z, chunk_size, _grad, jacfwd)
     if g is None:
@@ -166,6 +474,11 @@ def _wirtinger_jacobian(
     return d.reshape(*batch, *shape), dbar.reshape(*batch, *shape)
 
 
+def _check_batched(batched) -> None:
+    if batched is not None and not isinstance(batched, bool):
+        raise ValueError(f"batched must be True, False or None; got {batched!r}.")
+
+
 def _check(f, z: torch.Tensor, name: str = "z") -> None:
     n = getattr(f, "n", None)
     check_points(z, n, name)
@@ -173,7 +486,13 @@ def _check(f, z: torch.Tensor, name: str = "z") -> None:
         check_in_domain(f, z, name)
 
 
-def ddbar(f: Callable, z: torch.Tensor, *, chunk_size: int | None = None) -> torch.Tensor:
+def ddbar(
+    f: Callable,
+    z: torch.Tensor,
+    *,
+    chunk_size: int | None = None,
+    batched: bool | None = None,
+) -> torch.Tensor:
     r"""Levi matrix (complex Hessian) of a real function of complex points, batched.
 
     $$G[\ldots, a, b] = \partial_a \bar\partial_b f
@@ -182,23 +501,43 @@ def ddbar(f: Callable, z: torch.Tensor, *, chunk_size: int | None = None) -> tor
     with $\partial_a = \tfrac12(\partial_{x_a} - i\,\partial_{y_a})$ (see the conventions page).
 
     Args:
-        f: a real function of one complex point, ``f(z) -> real`` for ``z`` of shape ``(n,)``
-            (any `KahlerPotential` qualifies). It is traced by ``torch.func`` per point.
+        f: a real function of complex points. Either batched, ``f(z) -> real (...)`` for ``z``
+            of shape ``(..., n)`` with each output depending on its own point only (every
+            `KahlerPotential` is), or a function of one point, ``(n,) -> real ()``.
         z: complex points, shape ``(..., n)``, ``complex64`` or ``complex128``. Device and dtype
             of the result follow ``z``.
         chunk_size: if given, evaluate at most this many points at once (bounds memory).
+        batched: whether ``f`` is batched. ``None`` (default): ``f.batched_call`` if ``f`` has
+            that attribute (``True`` on every `KahlerPotential`), else ``False``. A function of
+            one point must not be declared batched: ``lambda z: (z[0] * z[0].conj()).real``
+            reads the first *point* of a batch.
+
+    How: in real coordinates u = (Re z, Im z). On the CPU a batched ``f`` is evaluated on
+    blocks of points with ``torch.autograd``: one reverse pass for every point's gradient
+    (``create_graph=True``), then the 2n real Hessian rows (row j is the gradient of the
+    batch-sum of gradient component j: points are independent), in one batched reverse pass
+    or a loop of 2n, whichever was faster the first time. Inside ``torch.func`` transforms, on
+    other devices, and for functions of one point: ``torch.func.vmap`` of
+    ``torch.func.hessian`` over the points. The two agree to rounding (~1e-16 relative; see
+    docs/benchmarks.md for speed). The result keeps its autograd graph when ``z`` or a tensor
+    inside ``f`` requires grad (it can be backpropagated, e.g. through a regulariser), and has
+    none otherwise.
 
     Returns:
         Complex tensor ``(..., n, n)``, exactly Hermitian.
 
     Raises:
         ValueError: ``z`` is not complex, has the wrong last dimension, holds NaN/inf, or lies
-            outside ``f.contains`` (when ``f`` has one).
+            outside ``f.contains`` (when ``f`` has one); ``f`` does not return one real value
+            per point.
 
     Example:
         >>> import torch, kahlergeom as kg
         >>> z = torch.zeros(3, 2, dtype=torch.complex128)
         >>> kg.ddbar(kg.potentials.FubiniStudy(2), z)[0].real
+        tensor([[1., 0.],
+                [0., 1.]], dtype=torch.float64)
+        >>> kg.ddbar(lambda w: (w.real**2 + w.imag**2).sum(-1), z, batched=True)[0].real
         tensor([[1., 0.],
                 [0., 1.]], dtype=torch.float64)
 
@@ -207,24 +546,39 @@ def ddbar(f: Callable, z: torch.Tensor, *, chunk_size: int | None = None) -> tor
     """
     _check(f, z)
     check_chunk_size(chunk_size)
-    return _levi(f, z, chunk_size)
+    _check_batched(batched)
+    return _levi(f, z, chunk_size, batched)
 
 
-def partial(f: Callable, z: torch.Tensor, *, chunk_size: int | None = None) -> torch.Tensor:
+def partial(
+    f: Callable,
+    z: torch.Tensor,
+    *,
+    chunk_size: int | None = None,
+    batched: bool | None = None,
+) -> torch.Tensor:
     r"""Holomorphic gradient $\partial_a f = \tfrac12(\partial_{x_a} - i\,\partial_{y_a}) f$.
 
     Shapes: ``z`` ``(..., n)`` complex → ``(..., n)`` complex. For real ``f``,
-    $\bar\partial f = \overline{\partial f}$ (see `partial_bar`).
+    $\bar\partial f = \overline{\partial f}$ (see `partial_bar`). ``f``, ``chunk_size`` and
+    ``batched`` as in `ddbar` (a batched ``f`` takes one reverse pass per block of points).
     """
     _check(f, z)
     check_chunk_size(chunk_size)
-    return _partial(f, z, chunk_size)
+    _check_batched(batched)
+    return _partial(f, z, chunk_size, batched)
 
 
-def partial_bar(f: Callable, z: torch.Tensor, *, chunk_size: int | None = None) -> torch.Tensor:
+def partial_bar(
+    f: Callable,
+    z: torch.Tensor,
+    *,
+    chunk_size: int | None = None,
+    batched: bool | None = None,
+) -> torch.Tensor:
     r"""Antiholomorphic gradient $\bar\partial_a f = \tfrac12(\partial_{x_a} + i\,\partial_{y_a}) f$
-    of a real function; ``(..., n)`` → ``(..., n)``."""
-    return partial(f, z, chunk_size=chunk_size).conj()
+    of a real function; ``(..., n)`` → ``(..., n)``; arguments as in `partial`."""
+    return partial(f, z, chunk_size=chunk_size, batched=batched).conj()
 
 
 def wirtinger_jacobian(
