@@ -81,7 +81,9 @@ HOLOMORPHY_RTOL = {torch.float64: 1e-8, torch.float32: 1e-4}
 HOLOMORPHY_RIDGE = {torch.float64: 1e-6, torch.float32: 1e-2}
 #: Points along each pair's chord (t = k/4) where holomorphy is checked before solving.
 HOLOMORPHY_CHORD_POINTS = 5
-HOLOMORPHIC_OPTIONS = ("auto", True, False)
+#: Share of the length tolerance given to the adaptive length quadrature
+#: (`adaptive_spline_length`): its estimated error is added to the discretisation estimate.
+QUADRATURE_SHARE = 0.01
 #: Energy tolerance of the coarse levels (before the last four regular ones), which only provide
 #: the starting curve of the next level.
 COARSE_ENERGY_RTOL = 1e-6
@@ -151,28 +153,89 @@ def _gauss(dtype: torch.dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
     return x, w
 
 
-def spline_length(manifold, Y: torch.Tensor) -> torch.Tensor:
-    """Length ``(P,)`` of the splines through ``Y`` ``(P, K+1, n)``: Gauss–Legendre quadrature of
-    sqrt(h(ċ, ċ)) with the exact metric, three points per segment. h comes from the manifold's
-    optional ``squared_norm(z, v)`` hook where it has one, else from ``metric_field``."""
-    P, K1, n = Y.shape
-    K = K1 - 1
-    x, w = _gauss(Y.real.dtype, Y.device)
-    t = ((torch.arange(K, dtype=x.dtype, device=x.device)[:, None] + x[None]) / K).reshape(-1)
-    pos, vel = spline_eval(Y, t)
+def _speed(manifold, pos: torch.Tensor, vel: torch.Tensor) -> torch.Tensor:
+    """sqrt(h(v, v)) at points ``pos`` for tangents ``vel`` (both ``(N, n)``), chunked; NaN
+    outside the domain. h from the manifold's optional ``squared_norm(z, v)`` hook (decoders:
+    two JVPs) where it has one, else from ``metric_field``."""
     sq = getattr(manifold, "squared_norm", None)
-    pts, vs = pos.reshape(-1, n), vel.reshape(-1, n)
     chunk = getattr(manifold, "chunk_size", None) or DEFAULT_CHUNK_POINTS
     parts = []
-    for a, b in zip(torch.split(pts, chunk), torch.split(vs, chunk), strict=True):
-        if callable(sq):  # optional hook: h(v, v) without the full metric (decoders: 2 JVPs)
+    for a, b in zip(torch.split(pos, chunk), torch.split(vel, chunk), strict=True):
+        if callable(sq):
             parts.append(sq(a, b).clamp_min(0).sqrt())
         else:
             parts.append(h_norm(manifold.metric_field(a), b))
-    speed = torch.cat(parts).reshape(P, -1)  # (P, K·Q)
-    inside = manifold.contains(pos)
-    speed = torch.where(inside, speed, torch.full_like(speed, float("nan")))
-    return (speed.reshape(P, K, -1) * w).sum((-1, -2)) / K
+    speed = torch.cat(parts) if parts else pos.real.new_zeros(0)
+    return torch.where(manifold.contains(pos), speed, torch.full_like(speed, math.nan))
+
+
+def adaptive_spline_length(
+    manifold, Y: torch.Tensor, rtol: float | None = None, max_depth: int = 6
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Length ``(P,)`` of the splines through ``Y`` ``(P, K+1, n)`` and its estimated relative
+    quadrature error ``(P,)``: adaptive three-point Gauss–Legendre quadrature of
+    $\sqrt{h(\dot c, \dot c)}$ with the exact metric.
+
+    Each segment's rule $Q$ is compared with the rule on its two halves $Q_2$; an interval is
+    accepted (contributing $Q_2$, and $|Q_2 - Q|$ to the error) when
+    $|Q_2 - Q| \le$ ``rtol`` · L₀ · (its share of t) with L₀ the one-rule length, else halved,
+    at most ``max_depth`` times (non-finite values are accepted as they are). A metric with
+    sharp features (a decoder with a cardioid activation) needs sub-intervals that the
+    curve's own nodes do not provide. ``rtol=None``: one rule per segment, error 0 (not
+    estimated).
+    """
+    P, K1, n = Y.shape
+    K = K1 - 1
+    dtype, dev = Y.real.dtype, Y.device
+    x, wq = _gauss(dtype, dev)
+    C = _spline_operator(K, dtype, str(dev))
+    Mv = torch.einsum("jk,pkn->pjn", C.to(Y.dtype), Y)
+    h = 1.0 / K
+
+    def quad(pi, k, a, b):
+        s = a[:, None] + (b - a)[:, None] * x  # (I, 3) local parameter in the segment
+        s_, r_ = s[..., None], (1 - s)[..., None]
+        y0, y1 = Y[pi, k][:, None], Y[pi, k + 1][:, None]
+        m0, m1 = Mv[pi, k][:, None], Mv[pi, k + 1][:, None]
+        pos = r_ * y0 + s_ * y1 + (h * h / 6) * ((r_**3 - r_) * m0 + (s_**3 - s_) * m1)
+        vel = (y1 - y0) / h + (h / 6) * (-(3 * r_**2 - 1) * m0 + (3 * s_**2 - 1) * m1)
+        speed = _speed(manifold, pos.reshape(-1, n), vel.reshape(-1, n)).reshape(-1, 3)
+        return (speed * wq).sum(-1) * (b - a) * h
+
+    pi = torch.arange(P, device=dev).repeat_interleave(K)
+    k = torch.arange(K, device=dev).repeat(P)
+    a = torch.zeros(P * K, dtype=dtype, device=dev)
+    b = torch.ones_like(a)
+    q = quad(pi, k, a, b)
+    L0 = torch.zeros(P, dtype=dtype, device=dev).index_add_(0, pi, q)
+    if rtol is None:
+        return L0, torch.zeros_like(L0)
+    total = torch.zeros_like(L0)
+    err = torch.zeros_like(L0)
+    for depth in range(max_depth + 1):
+        mid = 0.5 * (a + b)
+        ql, qr = quad(pi, k, a, mid), quad(pi, k, mid, b)
+        fine = ql + qr
+        diff = (fine - q).abs()
+        budget = rtol * L0[pi].abs() * (b - a) * h
+        acc = (diff <= budget) | ~torch.isfinite(diff) | (depth == max_depth)
+        total.index_add_(0, pi[acc], fine[acc])
+        err.index_add_(0, pi[acc], diff[acc])
+        rest = ~acc
+        if not bool(rest.any()):
+            break
+        pi, k = pi[rest].repeat(2), k[rest].repeat(2)
+        a, b = torch.cat([a[rest], mid[rest]]), torch.cat([mid[rest], b[rest]])
+        q = torch.cat([ql[rest], qr[rest]])
+    scale = total.abs().clamp_min(torch.finfo(dtype).tiny)
+    return total, err / scale
+
+
+def spline_length(manifold, Y: torch.Tensor) -> torch.Tensor:
+    """Length ``(P,)`` of the splines through ``Y`` ``(P, K+1, n)``: Gauss–Legendre quadrature of
+    sqrt(h(ċ, ċ)) with the exact metric, three points per segment (`adaptive_spline_length`
+    without adaptation)."""
+    return adaptive_spline_length(manifold, Y)[0]
 
 
 def discretisation_error(L0, L1, L2, L3) -> torch.Tensor:
@@ -461,8 +524,8 @@ def _common_nodes(manifold, groups, L, ok, err, ltol):
         if Xg.shape[1] - 1 != K:
             Xg = resample(Xg, K)
             with torch.no_grad():
-                Lr = spline_length(manifold, Xg)
-            err[gi] = err[gi] + ((Lr - L[gi]) / Lr).abs()
+                Lr, qerr = adaptive_spline_length(manifold, Xg, QUADRATURE_SHARE * ltol)
+            err[gi] = err[gi] + qerr + ((Lr - L[gi]) / Lr).abs()
             ok[gi] = ok[gi] & (err[gi] <= ltol) & torch.isfinite(Lr)
             L[gi] = Lr
         X[gi] = Xg
@@ -513,9 +576,16 @@ class DiscreteEnergy(GeodesicSolver):
             float32).
         energy: ``"divergence"`` (needs the manifold's ``decoder_params`` and ``decoder_kl``
             hooks), ``"metric"`` (any manifold) or ``"auto"`` (divergence when available).
-        holomorphic: declare the decoder's Fisher matrix J-invariant (a holomorphic mean with
-            constant variance): the rotated divergence term is dropped. Wrong for other
-            decoders (the curve then minimises the pullback energy, not the Hermitian one).
+        holomorphic: whether the rotated divergence term is dropped (half the decoder
+            points per energy evaluation), which is exact to second order only where the real
+            Fisher matrix F is J-invariant (a holomorphic mean with a constant variance;
+            docs/conventions.md). ``"auto"`` (default) decides per pair: before solving,
+            `holomorphy_defect` ≤ `holomorphy_tolerance` at five points of the chord; after,
+            at every node of the returned curve, else the pair is solved again with the full
+            energy (never a curve minimising the wrong energy). ``True`` declares it without
+            checks (wrong for other decoders: the curve then minimises the pullback energy,
+            not the Hermitian one); ``False`` always uses the full energy. The result's
+            ``holomorphic`` says which energy each pair's curve minimises.
         refine: a `Shooting` run from the discrete curve's tangent, or ``None``.
     """
 
@@ -527,7 +597,7 @@ class DiscreteEnergy(GeodesicSolver):
     energy_rtol: float | None = None
     length_rtol: float | None = None
     energy: str = "auto"
-    holomorphic: bool = False
+    holomorphic: bool | str = "auto"
     refine: Shooting | None = None
 
     def __post_init__(self):
@@ -736,10 +806,10 @@ class DiscreteEnergy(GeodesicSolver):
             if 8 * K < self.segments:
                 continue  # lengths only at the last four regular levels and beyond
             with torch.no_grad():
-                L[idx] = spline_length(manifold, X)
+                L[idx], qerr = adaptive_spline_length(manifold, X, QUADRATURE_SHARE * ltol)
             if K >= self.segments:
                 est = discretisation_error(hist[0][idx], hist[1][idx], hist[2][idx], L[idx])
-                err[idx] = est
+                err[idx] = est = est + qerr
                 passed = conv & (est <= ltol) & torch.isfinite(L[idx])
                 ok[idx] = passed
                 stop = passed | (K == levels[-1])
