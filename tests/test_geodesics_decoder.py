@@ -420,3 +420,20 @@ def test_adaptive_length_quadrature_against_fine_midpoint_rule():
     oracle = M.norm(z + t[:, None] * (w - z), (w - z).expand(T, 1)).mean()
     assert abs(float(L[0] - oracle)) <= max(2 * float(qerr[0] * L[0]), 1e-9 * float(oracle))
     assert abs(float(spline_length(M, nodes)[0] - oracle)) > 10 * abs(float(L[0] - oracle))
+
+
+def test_resample_by_powers_of_two_keeps_the_spline():
+    """`resample` to 2^r·K nodes returns the same not-a-knot spline (so a pair's nodes can be
+    brought to a finer common K without changing its curve or its length)."""
+    from kahlergeom.geodesics._discrete import resample, spline_eval
+
+    g = torch.Generator().manual_seed(21)
+    Y = torch.randn(3, 17, 2, dtype=C128, generator=g)
+    t = torch.rand(500, dtype=F64, generator=g)
+    a, va = spline_eval(Y, t)
+    for factor in (2, 8):
+        b, vb = spline_eval(resample(Y, 16 * factor), t)
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-13)
+        torch.testing.assert_close(vb, va, rtol=0, atol=1e-11)
+    b = spline_eval(resample(Y, 24), t)[0]  # not a power of two: a different spline
+    assert float((b - a).abs().max()) > 1e-6

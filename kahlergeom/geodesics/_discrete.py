@@ -11,10 +11,15 @@ t = k/K. Its energy is discretised per segment ``Δ_k = x_{k+1} − x_k`` around
   real Fisher matrix, and the Hermitian metric is $G_R = \tfrac14(F + J^\top F J)$ (J: the
   complex structure, multiplication by i), so the sum is second-order consistent with
   `metric_field` for *any* decoder (the rotated term supplies the J-average that makes the
-  metric Hermitian). For a holomorphic decoder mean with constant variance F is J-invariant
-  and ``holomorphic=True`` drops the rotated term (half the decoder evaluations):
-  $|Δ|^2_h \approx \tfrac12 S(x_k, x_{k+1})$. Only first derivatives of the decoder are
-  needed (one batched decoder call forward and backward per energy evaluation).
+  metric Hermitian). Where F is J-invariant (a holomorphic decoder mean with constant
+  variance) the rotated term is redundant and is dropped (half the decoder evaluations):
+  $|Δ|^2_h \approx \tfrac12 S(x_k, x_{k+1})$. ``holomorphic="auto"`` (default) decides this
+  per pair from the decoder (`holomorphy_defect`: the J-defect of F from forward-mode JVPs of
+  the parameters and the KL divergence's Hessian) at five chord points before solving and at
+  every node of the returned curve after, re-solving with the full energy where the second
+  check fails (docs/conventions.md, "When the rotated divergence term is redundant"). Only
+  first derivatives of the decoder are needed (one batched decoder call forward and backward
+  per energy evaluation).
 * ``energy="metric"`` (any manifold): $|Δ_k|^2_{G(m_k)}$ from ``metric_field`` (its first
   derivatives: second derivatives of a decoder).
 
@@ -25,13 +30,15 @@ the midpoints of the level's initial curve), coarse to fine: K = ``coarse``, 2·
 ``segments``, each level started from the previous level's spline. A pair has converged at a
 level when its Newton decrement $g^\top P^{-1} g$ is at most ``energy_rtol`` · E.
 
-The length is the quadrature (three-point Gauss–Legendre per segment) of
-$\sqrt{h(\dot c, \dot c)}$ with the exact ``metric_field`` along the returned spline c, so it is
-the true length of a curve from z to w (an upper bound of the distance). Its discretisation
-is checked: from the lengths at K/8, K/4, K/2 and K segments, `discretisation_error` estimates
-the relative error of the length at K (Richardson where the K^-4 rate is observed, else the
-larger of the last two changes); it must be at most
-``length_rtol``, else K is doubled (up to ``max_segments``) for the pairs that fail. ``converged``
+The length is an adaptive quadrature (three-point Gauss–Legendre, segments halved until the
+rule and the rule on the halves agree to 1 % of ``length_rtol``: `adaptive_spline_length`) of
+$\sqrt{h(\dot c, \dot c)}$ with the exact metric along the returned spline c, so it is the
+true length of a curve from z to w (an upper bound of the distance) to that accuracy. Its
+discretisation is checked: from the lengths at K/8, K/4, K/2 and K segments,
+`discretisation_error` estimates the relative error of the length at K (Richardson where the
+K^-4 rate is observed, else the larger of the last two changes), plus the quadrature's own
+estimate; it must be at most ``length_rtol``, else K is doubled (up to ``max_segments``) for
+the pairs that fail; pairs that pass leave the iteration. ``converged``
 (and status ``success``) means: the energy iteration converged at the last level *and* the
 discretisation check passed. End points are fixed nodes (exact); ``velocity`` is the spline's
 tangent at t = 0. With ``refine`` (a `Shooting`), that tangent seeds Newton shooting, whose
@@ -433,8 +440,12 @@ def holomorphy_defect(manifold, z: torch.Tensor) -> torch.Tensor:
     exactly when the rotated divergence term is redundant (docs/conventions.md, "When the
     rotated term is redundant"): for the complex Gaussian, a holomorphic mean (Cauchy–Riemann:
     dμ(iv) = i dμ(v)) with a variance that does not depend on z. inf where F is not finite.
+    F comes from the manifold's optional ``real_fisher(z)`` hook where it has one (a
+    `FisherManifold`: its blocked JVP Gram matrices, about 8× faster than the generic route),
+    else from `fisher_from_hooks`.
     """
-    F = fisher_from_hooks(manifold, z)
+    fast = getattr(manifold, "real_fisher", None)  # optional hook (FisherManifold): one GEMM
+    F = fast(z) if callable(fast) else fisher_from_hooks(manifold, z)
     m = F.shape[-1]
     J = _complex_structure(m, F.dtype, F.device)
     JFJ = J.T @ F @ J
@@ -510,26 +521,19 @@ class _BlockTridiagonal:
         return torch.stack(x, 1).reshape(g.shape)
 
 
-def _common_nodes(manifold, groups, L, ok, err, ltol):
+def _common_nodes(groups, P: int) -> torch.Tensor:
     """Nodes ``(P, K+1, n)`` of all pairs at the finest K among ``groups`` (``(pair indices,
-    nodes)``). A group at a coarser K is resampled (`resample`) and its length recomputed
-    along the resampled spline, so the length stays that of the returned curve; the change
-    is added to its discretisation estimate (and the check repeated)."""
+    nodes)``, K a power-of-two multiple of every group's). A coarser group is resampled: a
+    cubic spline on the knots k/K is one on the refined knots j/(2^r K) too, and satisfies
+    the not-a-knot conditions there (its third derivative is continuous inside a coarse
+    segment), so the spline through the resampled nodes is the same curve (to rounding) and
+    its length and discretisation estimate stand."""
     K = max(Xg.shape[1] - 1 for _, Xg in groups)
-    P = L.shape[0]
     n = groups[0][1].shape[-1]
     X = groups[0][1].new_zeros(P, K + 1, n)
-    L, ok, err = L.clone(), ok.clone(), err.clone()
     for gi, Xg in groups:
-        if Xg.shape[1] - 1 != K:
-            Xg = resample(Xg, K)
-            with torch.no_grad():
-                Lr, qerr = adaptive_spline_length(manifold, Xg, QUADRATURE_SHARE * ltol)
-            err[gi] = err[gi] + qerr + ((Lr - L[gi]) / Lr).abs()
-            ok[gi] = ok[gi] & (err[gi] <= ltol) & torch.isfinite(Lr)
-            L[gi] = Lr
-        X[gi] = Xg
-    return X, L, ok, err
+        X[gi] = Xg if Xg.shape[1] - 1 == K else resample(Xg, K)
+    return X
 
 
 # ---------------------------------------------------------------------------------------------
@@ -806,7 +810,10 @@ class DiscreteEnergy(GeodesicSolver):
             if 8 * K < self.segments:
                 continue  # lengths only at the last four regular levels and beyond
             with torch.no_grad():
-                L[idx], qerr = adaptive_spline_length(manifold, X, QUADRATURE_SHARE * ltol)
+                # lengths of the levels below ``segments`` only feed the estimate's history
+                # (changes of 1e-4 and more): one rule per segment there
+                qtol = QUADRATURE_SHARE * ltol if K >= self.segments else None
+                L[idx], qerr = adaptive_spline_length(manifold, X, qtol)
             if K >= self.segments:
                 est = discretisation_error(hist[0][idx], hist[1][idx], hist[2][idx], L[idx])
                 err[idx] = est = est + qerr
@@ -859,7 +866,7 @@ class DiscreteEnergy(GeodesicSolver):
             for gi, Xg in gs:
                 groups.append((ids[gi], Xg))
                 L[ids[gi]], ok[ids[gi]], err[ids[gi]] = Lg[gi], okg[gi], errg[gi]
-        X, L, ok, err = _common_nodes(manifold, groups, L, ok, err, ltol)
+        X = _common_nodes(groups, P)
         _, v0 = spline_eval(X, torch.zeros(1, dtype=dtype, device=dev))
         v0 = v0[:, 0]
         if self.refine is not None:
