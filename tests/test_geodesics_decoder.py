@@ -331,6 +331,8 @@ def test_fisher_from_hooks_and_defect_against_oracles():
     brute = ((Fvv - FJJ).abs() / (Fvv + FJJ)).amax(-1)
     assert bool((brute <= delta * (1 + 1e-9)).all()) and bool((brute >= 0.5 * delta).all())
     assert bool((delta > 0.05).all())  # conj(z) and |z|² pieces: far from J-invariant
+    bad = torch.tensor([[math.nan, 0.1j]], dtype=C128)
+    assert holomorphy_defect(M, torch.cat([z[:1], bad])).tolist()[1] == math.inf
 
 
 @pytest.mark.parametrize(

@@ -445,8 +445,12 @@ def holomorphy_defect(manifold, z: torch.Tensor) -> torch.Tensor:
     else from `fisher_from_hooks`.
     """
     fast = getattr(manifold, "real_fisher", None)  # optional hook (FisherManifold): one GEMM
-    F = fast(z) if callable(fast) else fisher_from_hooks(manifold, z)
-    m = F.shape[-1]
+    m = 2 * z.shape[-1]
+    good = torch.isfinite(z).all(-1)  # the checked hook refuses non-finite points
+    F = torch.full((z.shape[0], m, m), math.nan, dtype=z.real.dtype, device=z.device)
+    if bool(good.any()):
+        zg = z[good]
+        F[good] = fast(zg) if callable(fast) else fisher_from_hooks(manifold, zg)
     J = _complex_structure(m, F.dtype, F.device)
     JFJ = J.T @ F @ J
     S, A = F + JFJ, F - JFJ
