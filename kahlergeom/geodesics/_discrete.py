@@ -30,8 +30,8 @@ the midpoints of the level's initial curve), coarse to fine: K = ``coarse``, 2·
 ``segments``, each level started from the previous level's spline. A pair has converged at a
 level when its Newton decrement $g^\top P^{-1} g$ is at most ``energy_rtol`` · E.
 
-The length is an adaptive quadrature (three-point Gauss–Legendre, segments halved until the
-rule and the rule on the halves agree to 1 % of ``length_rtol``: `adaptive_spline_length`) of
+The length is an adaptive quadrature (Gauss–Kronrod (3, 7), segments halved until the Kronrod
+and the embedded Gauss rule agree to 1 % of ``length_rtol``: `adaptive_spline_length`) of
 $\sqrt{h(\dot c, \dot c)}$ with the exact metric along the returned spline c, so it is the
 true length of a curve from z to w (an upper bound of the distance) to that accuracy. Its
 discretisation is checked: from the lengths at K/8, K/4, K/2 and K segments,
