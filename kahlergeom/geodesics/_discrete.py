@@ -579,7 +579,9 @@ class DiscreteEnergy(GeodesicSolver):
     Result: ``length`` is the exact-metric quadrature length of the returned spline (the
     length of a curve from z to w), ``velocity`` its tangent at t = 0, ``nodes`` the spline's
     nodes, ``discretisation`` the estimated relative discretisation error of the length
-    (`discretisation_error`, from the lengths at K/8 … K segments),
+    (`discretisation_error`, from the lengths at K/8 … K segments, plus the adaptive length
+    quadrature's own estimate), ``holomorphic`` which energy each pair's curve minimises
+    (divergence energy only),
     ``residual`` 0 (the end points are fixed nodes), ``certificate`` ``"discrete"`` (a
     converged energy minimiser: locally minimising, up to the discretisation). ``converged``
     requires the energy iteration's convergence at the last level and ``discretisation`` ≤
