@@ -218,9 +218,16 @@ def section_b(pairs, stochman_pairs, memory, script, pairs_mem=64):
         methods = {}
         pts, dt, r = run_ours(M, z, w)
         methods["kahlergeom DiscreteEnergy() (FisherManifold default)"] = (pts, dt, r)
+        chosen = int(r.holomorphic.sum())
+        notes.append(
+            f"(b) {case}: holomorphic='auto' chose the energy without the rotated term for "
+            f"{chosen}/{P} pairs"
+        )
         if holo:
             pts, dt, r = run_ours(M, z, w, DiscreteEnergy(holomorphic=True))
             methods["kahlergeom DiscreteEnergy(holomorphic=True)"] = (pts, dt, r)
+            pts, dt, r = run_ours(M, z, w, DiscreteEnergy(holomorphic=False))
+            methods["kahlergeom DiscreteEnergy(holomorphic=False)"] = (pts, dt, r)
         pts, dt = run_stochman_default(M, dec, z, w, holo)
         methods["stochman connecting_geodesic (defaults)"] = (pts, dt, None)
         pts, dt = run_stochman_tuned(M, dec, z, w, holo)

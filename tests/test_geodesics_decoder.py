@@ -98,19 +98,24 @@ def test_linear_decoder_straight_line(holomorphic):
 def test_sphere_chart_distance_and_rate(energy):
     """CP¹ as the radius-½ sphere: distances to 1e-7 with the defaults; the error decreases as K
     doubles (about 16× per doubling, the spline length's K⁻⁴ rate), and the reported
-    discretisation estimate bounds it within a factor of 2."""
+    discretisation estimate bounds it within a factor of 2. The sphere's stereographic chart is
+    conformal, so F is J-invariant: auto drops the rotated term; the rate is that of the full
+    energy (holomorphic=False)."""
     M = kg.FisherManifold(sphere_decoder, n=1)
     z, w = pairs(1, 4, 3)
     truth = fs_dist(z, w)
     r = solve_log(M, z, w, solver=DiscreteEnergy(energy=energy))
     assert r.success.all()
+    assert r.holomorphic is None if energy == "metric" else bool(r.holomorphic.all())
     err = (r.length - truth) / truth
     assert float(err.abs().max()) <= 1e-7
     assert bool((err > -1e-12).all())  # the length of a curve: never below the distance
     assert bool((err.abs() <= 2 * r.discretisation + 1e-12).all())
     errs = []
     for K in (32, 64, 128):
-        s = DiscreteEnergy(energy=energy, segments=K, max_segments=K, length_rtol=1.0)
+        s = DiscreteEnergy(
+            energy=energy, segments=K, max_segments=K, length_rtol=1.0, holomorphic=False
+        )
         errs.append(float(((solve_log(M, z, w, solver=s).length - truth) / truth).abs().max()))
     assert errs[0] > 8 * errs[1] > 64 * errs[2], errs
 
@@ -268,3 +273,174 @@ def test_shapes_chunking_and_points():
 def test_bad_options(kwargs, name):
     with pytest.raises(ValueError, match=name):
         DiscreteEnergy(**kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# holomorphic="auto": the rotated divergence term is dropped only where the real Fisher matrix
+# is J-invariant (docs/conventions.md, "When the rotated term is redundant")
+# ---------------------------------------------------------------------------------------------
+def _bump(x, centre, width):
+    """A C^∞ bump exp(−1/(1 − u²)), u = (x − centre)/width: exactly 0 for |u| ≥ ~1."""
+    u = (x - centre) / width
+    return torch.exp(-1 / (1 - u**2).clamp_min(1e-3))
+
+
+def strip_decoder(z):
+    """Holomorphic (sin of a complex-linear map, constant variance) except in the strip
+    |Re z − 0.25| < 0.1, where a conj(z) term is switched on: holomorphic at the chord points
+    of the pair −1 → 1 (Re z ∈ {−1, −½, 0, ½, 1}) but not along any curve between them."""
+    W = torch.tensor([[1.0 + 0.5j], [0.3 - 1.0j], [-0.7 + 0.2j]], dtype=C128)
+    mean = torch.sin(z @ W.T)
+    mean = mean + (_bump(z.real[..., :1], 0.25, 0.1) * z.conj()).expand_as(mean) * 0.5
+    return mean, torch.tensor(0.5, dtype=F64)
+
+
+def _same(r1, r2):
+    assert r1.status.tolist() == r2.status.tolist()
+    assert torch.equal(r1.length, r2.length) and torch.equal(r1.nodes, r2.nodes)
+
+
+def test_fisher_from_hooks_and_defect_against_oracles():
+    """`fisher_from_hooks` (decoder JVPs and the KL Hessian in parameter space) equals the
+    manifold's own real Fisher matrix; `holomorphy_defect` equals the largest generalised
+    eigenvalue of F − JᵀFJ against F + JᵀFJ (+ ridge), and bounds |F(v,v) − F(iv,iv)| /
+    (F(v,v) + F(iv,iv)) over random directions (brute force)."""
+    from kahlergeom.geodesics._discrete import (
+        HOLOMORPHY_RIDGE,
+        fisher_from_hooks,
+        holomorphy_defect,
+    )
+
+    M = kg.FisherManifold(make_decoder(2, 4, variance="point", seed=3), n=2)
+    z = pairs(2, 6, 11)[0]
+    F = fisher_from_hooks(M, z)
+    torch.testing.assert_close(F, M.real_fisher(z), rtol=1e-12, atol=1e-12)
+    delta = holomorphy_defect(M, z)
+    J = torch.zeros(4, 4, dtype=F64)
+    J[2:, :2], J[:2, 2:] = torch.eye(2, dtype=F64), -torch.eye(2, dtype=F64)
+    S, A = F + J.T @ F @ J, F - J.T @ F @ J
+    S = S + HOLOMORPHY_RIDGE[F64] * S.diagonal(dim1=-2, dim2=-1).amax(-1)[:, None, None] * (
+        torch.eye(4, dtype=F64)
+    )
+    eig = torch.linalg.eigvals(torch.linalg.solve(S, A)).real.abs().amax(-1)
+    torch.testing.assert_close(delta, eig, rtol=1e-10, atol=1e-14)
+    v = torch.randn(20000, 4, dtype=F64, generator=torch.Generator().manual_seed(0))
+    Jv = v @ J.T
+    Fvv = torch.einsum("vi,pij,vj->pv", v, F, v)
+    FJJ = torch.einsum("vi,pij,vj->pv", Jv, F, Jv)
+    brute = ((Fvv - FJJ).abs() / (Fvv + FJJ)).amax(-1)
+    assert bool((brute <= delta * (1 + 1e-9)).all()) and bool((brute >= 0.5 * delta).all())
+    assert bool((delta > 0.05).all())  # conj(z) and |z|² pieces: far from J-invariant
+    bad = torch.tensor([[math.nan, 0.1j]], dtype=C128)
+    assert holomorphy_defect(M, torch.cat([z[:1], bad])).tolist()[1] == math.inf
+
+
+@pytest.mark.parametrize(
+    ("variance", "holomorphic", "expected"),
+    [
+        ("scalar", True, True),
+        ("output", True, True),
+        ("point", True, False),
+        ("scalar", False, False),
+    ],
+)
+def test_auto_detection_matches_explicit_setting(variance, holomorphic, expected):
+    """A holomorphic mean with a constant variance (scalar or per output) is detected, a
+    point-dependent variance or a non-holomorphic mean is not; the result is that of the
+    explicit setting, bit for bit, and the chosen path is reported (`holomorphic`)."""
+    dec = make_decoder(2, 4, variance=variance, holomorphic=holomorphic, seed=5)
+    M = kg.FisherManifold(dec, n=2)
+    z, w = pairs(2, 2, 12, scale=0.5)
+    r = solve_log(M, z, w)  # the default: holomorphic="auto"
+    assert r.holomorphic.tolist() == [expected] * 2
+    _same(r, solve_log(M, z, w, solver=DiscreteEnergy(holomorphic=expected)))
+    assert r.success.all()
+
+
+def test_auto_detects_j_invariance_not_just_holomorphy():
+    """An antiholomorphic mean (μ(z) = A conj(z) through sin) with constant variance has a
+    J-invariant Fisher matrix: the rotated term is redundant, auto drops it, and the length
+    agrees with the full energy's to 1e-6."""
+    A = torch.tensor([[0.8 - 0.3j, 0.1j], [0.4, -1.1 + 0.2j], [0.2 + 0.5j, 0.6]], dtype=C128)
+    M = kg.FisherManifold(lambda z: (torch.sin(z.conj() @ A.T), torch.tensor(0.5, dtype=F64)), n=2)
+    z, w = pairs(2, 2, 13, scale=0.6)
+    r = solve_log(M, z, w)
+    assert r.holomorphic.all() and r.success.all()
+    full = solve_log(M, z, w, solver=DiscreteEnergy(holomorphic=False))
+    torch.testing.assert_close(r.length, full.length, rtol=1e-6, atol=0)
+
+
+def test_holomorphic_at_ends_but_not_along_the_curve_gets_the_full_energy():
+    """The strip decoder passes the check at the chord points, the holomorphic-energy curve
+    crosses the strip, the check at its nodes fails, and the pair is solved again with the full
+    energy: the result is that of holomorphic=False (and differs from holomorphic=True)."""
+    from kahlergeom.geodesics._discrete import holomorphy_defect
+
+    M = kg.FisherManifold(strip_decoder, n=1)
+    z = torch.tensor([[-1.0 + 0j], [-1.0 + 0.1j]], dtype=C128)
+    w = torch.tensor([[1.0 + 0j], [1.0 - 0.1j]], dtype=C128)
+    t = torch.linspace(0, 1, 5, dtype=F64)[:, None]
+    chord = (z[:, None] + t * (w - z)[:, None]).reshape(-1, 1)
+    assert float(holomorphy_defect(M, chord).max()) <= 1e-12  # the pre-check passes
+    assert float(holomorphy_defect(M, torch.tensor([[0.25 + 0j]], dtype=C128))) > 0.01
+    r = solve_log(M, z, w)
+    assert r.holomorphic.tolist() == [False, False] and r.success.all()
+    _same(r, solve_log(M, z, w, solver=DiscreteEnergy(holomorphic=False)))
+    wrong = solve_log(M, z, w, solver=DiscreteEnergy(holomorphic=True))
+    assert not torch.equal(wrong.length, r.length)
+
+
+def test_metric_energy_reports_no_holomorphy():
+    M = kg.KahlerManifold(kg.potentials.FubiniStudy(1))
+    z, w = pairs(1, 1, 14, scale=0.5)
+    assert solve_log(M, z, w, solver=DiscreteEnergy()).holomorphic is None
+
+
+def test_bad_holomorphic_option():
+    with pytest.raises(ValueError, match="holomorphic must be 'auto', True or False"):
+        DiscreteEnergy(holomorphic="yes")
+    assert DiscreteEnergy().holomorphic == "auto"
+
+
+def test_adaptive_length_quadrature_against_fine_midpoint_rule():
+    """`adaptive_spline_length` on a straight spline (collinear, equally spaced nodes: the spline
+    is the segment itself) through a cardioid decoder's sharp metric: within its reported error
+    (and 1e-9) of a 2¹⁶-point midpoint rule with the public `norm`, where one three-point rule
+    per segment is off by more."""
+    from kahlergeom.geodesics._discrete import adaptive_spline_length, spline_length
+
+    W1 = torch.tensor([[1.0 + 0.2j], [0.3 - 0.8j], [-0.5 + 0.5j]], dtype=C128)
+    b1 = torch.tensor([0.05j, 0.3, -0.2 + 0.1j], dtype=C128)
+    W2 = torch.tensor([[0.7, -0.2j, 0.4], [0.1 + 0.3j, 0.9, -0.6j]], dtype=C128)
+
+    def cardioid(h):
+        return 0.5 * (1 + h.real / torch.sqrt(h.real**2 + h.imag**2 + 1e-12)) * h
+
+    M = kg.FisherManifold(lambda z: (cardioid(z @ W1.T + b1) @ W2.T, torch.tensor(1.0, dtype=F64)))
+    z = torch.tensor([[-1.0 - 0.2j]], dtype=C128)
+    w = torch.tensor([[1.0 + 0.1j]], dtype=C128)
+    K = 8
+    nodes = z[:, None] + torch.linspace(0, 1, K + 1, dtype=F64)[None, :, None] * (w - z)[:, None]
+    L, qerr = adaptive_spline_length(M, nodes, 1e-10)
+    T = 1 << 16
+    t = (torch.arange(T, dtype=F64) + 0.5) / T
+    oracle = M.norm(z + t[:, None] * (w - z), (w - z).expand(T, 1)).mean()
+    assert abs(float(L[0] - oracle)) <= max(2 * float(qerr[0] * L[0]), 1e-9 * float(oracle))
+    assert abs(float(spline_length(M, nodes)[0] - oracle)) > 10 * abs(float(L[0] - oracle))
+
+
+def test_resample_by_powers_of_two_keeps_the_spline():
+    """`resample` to 2^r·K nodes returns the same not-a-knot spline (so a pair's nodes can be
+    brought to a finer common K without changing its curve or its length)."""
+    from kahlergeom.geodesics._discrete import resample, spline_eval
+
+    g = torch.Generator().manual_seed(21)
+    Y = torch.randn(3, 17, 2, dtype=C128, generator=g)
+    t = torch.rand(500, dtype=F64, generator=g)
+    a, va = spline_eval(Y, t)
+    for factor in (2, 8):
+        b, vb = spline_eval(resample(Y, 16 * factor), t)
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-13)
+        torch.testing.assert_close(vb, va, rtol=0, atol=1e-11)
+    b = spline_eval(resample(Y, 24), t)[0]  # not a power of two: a different spline
+    assert float((b - a).abs().max()) > 1e-6

@@ -267,6 +267,7 @@ def solve_log_core(manifold, z, w, solver, n_points, integrator) -> LogResult:
         points=None if r.points is None else r.points.reshape(*batch, n_points, n),
         discretisation=None if r.discretisation is None else r.discretisation.reshape(batch),
         nodes=None if r.nodes is None else r.nodes.reshape(*batch, *r.nodes.shape[-2:]),
+        holomorphic=None if r.holomorphic is None else r.holomorphic.reshape(batch),
     )
 
 
@@ -307,6 +308,7 @@ def _complete(manifold, z, r: LogResult, integrator, n_points) -> LogResult:
         points=points,
         discretisation=r.discretisation,
         nodes=r.nodes,
+        holomorphic=r.holomorphic,
     )
 
 

@@ -11,10 +11,15 @@ t = k/K. Its energy is discretised per segment ``Δ_k = x_{k+1} − x_k`` around
   real Fisher matrix, and the Hermitian metric is $G_R = \tfrac14(F + J^\top F J)$ (J: the
   complex structure, multiplication by i), so the sum is second-order consistent with
   `metric_field` for *any* decoder (the rotated term supplies the J-average that makes the
-  metric Hermitian). For a holomorphic decoder mean with constant variance F is J-invariant
-  and ``holomorphic=True`` drops the rotated term (half the decoder evaluations):
-  $|Δ|^2_h \approx \tfrac12 S(x_k, x_{k+1})$. Only first derivatives of the decoder are
-  needed (one batched decoder call forward and backward per energy evaluation).
+  metric Hermitian). Where F is J-invariant (a holomorphic decoder mean with constant
+  variance) the rotated term is redundant and is dropped (half the decoder evaluations):
+  $|Δ|^2_h \approx \tfrac12 S(x_k, x_{k+1})$. ``holomorphic="auto"`` (default) decides this
+  per pair from the decoder (`holomorphy_defect`: the J-defect of F from forward-mode JVPs of
+  the parameters and the KL divergence's Hessian) at five chord points before solving and at
+  every node of the returned curve after, re-solving with the full energy where the second
+  check fails (docs/conventions.md, "When the rotated divergence term is redundant"). Only
+  first derivatives of the decoder are needed (one batched decoder call forward and backward
+  per energy evaluation).
 * ``energy="metric"`` (any manifold): $|Δ_k|^2_{G(m_k)}$ from ``metric_field`` (its first
   derivatives: second derivatives of a decoder).
 
@@ -25,13 +30,15 @@ the midpoints of the level's initial curve), coarse to fine: K = ``coarse``, 2·
 ``segments``, each level started from the previous level's spline. A pair has converged at a
 level when its Newton decrement $g^\top P^{-1} g$ is at most ``energy_rtol`` · E.
 
-The length is the quadrature (three-point Gauss–Legendre per segment) of
-$\sqrt{h(\dot c, \dot c)}$ with the exact ``metric_field`` along the returned spline c, so it is
-the true length of a curve from z to w (an upper bound of the distance). Its discretisation
-is checked: from the lengths at K/8, K/4, K/2 and K segments, `discretisation_error` estimates
-the relative error of the length at K (Richardson where the K^-4 rate is observed, else the
-larger of the last two changes); it must be at most
-``length_rtol``, else K is doubled (up to ``max_segments``) for the pairs that fail. ``converged``
+The length is an adaptive quadrature (Gauss–Kronrod (3, 7), segments halved until the Kronrod
+and the embedded Gauss rule agree to 1 % of ``length_rtol``: `adaptive_spline_length`) of
+$\sqrt{h(\dot c, \dot c)}$ with the exact metric along the returned spline c, so it is the
+true length of a curve from z to w (an upper bound of the distance) to that accuracy. Its
+discretisation is checked: from the lengths at K/8, K/4, K/2 and K segments,
+`discretisation_error` estimates the relative error of the length at K (Richardson where the
+K^-4 rate is observed, else the larger of the last two changes), plus the quadrature's own
+estimate; it must be at most ``length_rtol``, else K is doubled (up to ``max_segments``) for
+the pairs that fail; pairs that pass leave the iteration. ``converged``
 (and status ``success``) means: the energy iteration converged at the last level *and* the
 discretisation check passed. End points are fixed nodes (exact); ``velocity`` is the spline's
 tangent at t = 0. With ``refine`` (a `Shooting`), that tangent seeds Newton shooting, whose
@@ -70,6 +77,20 @@ ASYMPTOTIC_RATIOS, ROUNDING_ULPS = (8.0, 32.0), 64
 #: Points per decoder (or metric-field) call when the manifold sets no ``chunk_size``: bounds
 #: the memory of the batched energy, its gradient and the length quadrature.
 DEFAULT_CHUNK_POINTS = 2048
+#: Holomorphy check (``holomorphic="auto"``): the largest relative J-defect δ of the real Fisher
+#: matrix (`holomorphy_defect`) for which the rotated divergence term is dropped. The dropped
+#: energy ½F(Δ, Δ) is within a factor 1 ± δ of the Hermitian one, so the curve it returns is at
+#: most about δ longer than the Hermitian-energy curve: δ ≤ length tolerance / 100 (float64),
+#: / 10 (float32, where rounding allows no less).
+HOLOMORPHY_RTOL = {torch.float64: 1e-8, torch.float32: 1e-4}
+#: Ridge (relative to the largest diagonal entry of F + JᵀFJ) of the holomorphy check's
+#: whitening: rounding of F in near-null directions of the metric is not a defect.
+HOLOMORPHY_RIDGE = {torch.float64: 1e-6, torch.float32: 1e-2}
+#: Points along each pair's chord (t = k/4) where holomorphy is checked before solving.
+HOLOMORPHY_CHORD_POINTS = 5
+#: Share of the length tolerance given to the adaptive length quadrature
+#: (`adaptive_spline_length`): its estimated error is added to the discretisation estimate.
+QUADRATURE_SHARE = 0.01
 #: Energy tolerance of the coarse levels (before the last four regular ones), which only provide
 #: the starting curve of the next level.
 COARSE_ENERGY_RTOL = 1e-6
@@ -139,28 +160,106 @@ def _gauss(dtype: torch.dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
     return x, w
 
 
-def spline_length(manifold, Y: torch.Tensor) -> torch.Tensor:
-    """Length ``(P,)`` of the splines through ``Y`` ``(P, K+1, n)``: Gauss–Legendre quadrature of
-    sqrt(h(ċ, ċ)) with the exact metric, three points per segment. h comes from the manifold's
-    optional ``squared_norm(z, v)`` hook where it has one, else from ``metric_field``."""
-    P, K1, n = Y.shape
-    K = K1 - 1
-    x, w = _gauss(Y.real.dtype, Y.device)
-    t = ((torch.arange(K, dtype=x.dtype, device=x.device)[:, None] + x[None]) / K).reshape(-1)
-    pos, vel = spline_eval(Y, t)
+def _speed(manifold, pos: torch.Tensor, vel: torch.Tensor) -> torch.Tensor:
+    """sqrt(h(v, v)) at points ``pos`` for tangents ``vel`` (both ``(N, n)``), chunked; NaN
+    outside the domain. h from the manifold's optional ``squared_norm(z, v)`` hook (decoders:
+    two JVPs) where it has one, else from ``metric_field``."""
     sq = getattr(manifold, "squared_norm", None)
-    pts, vs = pos.reshape(-1, n), vel.reshape(-1, n)
     chunk = getattr(manifold, "chunk_size", None) or DEFAULT_CHUNK_POINTS
     parts = []
-    for a, b in zip(torch.split(pts, chunk), torch.split(vs, chunk), strict=True):
-        if callable(sq):  # optional hook: h(v, v) without the full metric (decoders: 2 JVPs)
+    for a, b in zip(torch.split(pos, chunk), torch.split(vel, chunk), strict=True):
+        if callable(sq):
             parts.append(sq(a, b).clamp_min(0).sqrt())
         else:
             parts.append(h_norm(manifold.metric_field(a), b))
-    speed = torch.cat(parts).reshape(P, -1)  # (P, K·Q)
-    inside = manifold.contains(pos)
-    speed = torch.where(inside, speed, torch.full_like(speed, float("nan")))
-    return (speed.reshape(P, K, -1) * w).sum((-1, -2)) / K
+    speed = torch.cat(parts) if parts else pos.real.new_zeros(0)
+    return torch.where(manifold.contains(pos), speed, torch.full_like(speed, math.nan))
+
+
+def _gauss_kronrod(dtype: torch.dtype, device) -> tuple[torch.Tensor, ...]:
+    """Gauss–Kronrod (3, 7) on [0, 1]: seven nodes, the Kronrod weights (exact for degree 11)
+    and the weights of the embedded three-point Gauss rule (zero at the four Kronrod-only
+    nodes)."""
+    xk = [0.9604912687080202835, 0.7745966692414833770, 0.4342437493468025580, 0.0]
+    wk = [0.1046562260264672652, 0.2684880898683334407, 0.4013974147759622229]
+    x = torch.tensor([-xk[0], -xk[1], -xk[2], 0.0, xk[2], xk[1], xk[0]], dtype=torch.float64)
+    wK = torch.tensor([*wk, 0.4509165386584741424, *wk[::-1]], dtype=torch.float64)
+    wG = torch.tensor([0.0, 5 / 9, 0.0, 8 / 9, 0.0, 5 / 9, 0.0], dtype=torch.float64)
+    return tuple(t.to(dtype=dtype, device=device) for t in ((1 + x) / 2, wK / 2, wG / 2))
+
+
+def adaptive_spline_length(
+    manifold, Y: torch.Tensor, rtol: float | None = None, max_depth: int = 6
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Length ``(P,)`` of the splines through ``Y`` ``(P, K+1, n)`` and its estimated relative
+    quadrature error ``(P,)``: adaptive Gauss–Kronrod quadrature of
+    $\sqrt{h(\dot c, \dot c)}$ with the exact metric.
+
+    On each interval (first the K segments) the seven-point Kronrod rule $Q_K$ (degree 11) is
+    compared with its embedded three-point Gauss rule $Q_G$ (degree 5); the interval is
+    accepted (contributing $Q_K$, and $|Q_K - Q_G|$, a bound of the Gauss rule's error far
+    above the Kronrod rule's, to the error) when $|Q_K - Q_G| \le$ ``rtol`` · L₀ · (its share
+    of t), L₀ the first pass's length, else halved, at most ``max_depth`` times (non-finite
+    values are accepted as they are). A metric with sharp features (a decoder with a
+    cardioid activation) needs sub-intervals that the curve's own nodes do not provide.
+    ``rtol=None``: the three-point Gauss rule once per segment, error 0 (not estimated).
+    """
+    P, K1, n = Y.shape
+    K = K1 - 1
+    dtype, dev = Y.real.dtype, Y.device
+    if rtol is None:
+        x, wK = _gauss(dtype, dev)
+        wG = wK
+    else:
+        x, wK, wG = _gauss_kronrod(dtype, dev)
+    C = _spline_operator(K, dtype, str(dev))
+    Mv = torch.einsum("jk,pkn->pjn", C.to(Y.dtype), Y)
+    h = 1.0 / K
+    Q = x.numel()
+
+    def quad(pi, k, a, b):
+        s = a[:, None] + (b - a)[:, None] * x  # (I, Q) local parameter in the segment
+        s_, r_ = s[..., None], (1 - s)[..., None]
+        y0, y1 = Y[pi, k][:, None], Y[pi, k + 1][:, None]
+        m0, m1 = Mv[pi, k][:, None], Mv[pi, k + 1][:, None]
+        pos = r_ * y0 + s_ * y1 + (h * h / 6) * ((r_**3 - r_) * m0 + (s_**3 - s_) * m1)
+        vel = (y1 - y0) / h + (h / 6) * (-(3 * r_**2 - 1) * m0 + (3 * s_**2 - 1) * m1)
+        speed = _speed(manifold, pos.reshape(-1, n), vel.reshape(-1, n)).reshape(-1, Q)
+        width = (b - a) * h
+        return (speed * wK).sum(-1) * width, (speed * wG).sum(-1) * width
+
+    pi = torch.arange(P, device=dev).repeat_interleave(K)
+    k = torch.arange(K, device=dev).repeat(P)
+    a = torch.zeros(P * K, dtype=dtype, device=dev)
+    b = torch.ones_like(a)
+    qK, qG = quad(pi, k, a, b)
+    L0 = torch.zeros(P, dtype=dtype, device=dev).index_add_(0, pi, qK)
+    if rtol is None:
+        return L0, torch.zeros_like(L0)
+    total = torch.zeros_like(L0)
+    err = torch.zeros_like(L0)
+    for depth in range(max_depth + 1):
+        diff = (qK - qG).abs()
+        budget = rtol * L0[pi].abs() * (b - a) * h
+        acc = (diff <= budget) | ~torch.isfinite(diff) | (depth == max_depth)
+        total.index_add_(0, pi[acc], qK[acc])
+        err.index_add_(0, pi[acc], diff[acc])
+        rest = ~acc
+        if not bool(rest.any()):
+            break
+        mid = 0.5 * (a + b)
+        pi, k = pi[rest].repeat(2), k[rest].repeat(2)
+        a, b = torch.cat([a[rest], mid[rest]]), torch.cat([mid[rest], b[rest]])
+        qK, qG = quad(pi, k, a, b)
+    scale = total.abs().clamp_min(torch.finfo(dtype).tiny)
+    return total, err / scale
+
+
+def spline_length(manifold, Y: torch.Tensor) -> torch.Tensor:
+    """Length ``(P,)`` of the splines through ``Y`` ``(P, K+1, n)``: Gauss–Legendre quadrature of
+    sqrt(h(ċ, ċ)) with the exact metric, three points per segment (`adaptive_spline_length`
+    without adaptation)."""
+    return adaptive_spline_length(manifold, Y)[0]
 
 
 def discretisation_error(L0, L1, L2, L3) -> torch.Tensor:
@@ -260,6 +359,134 @@ def _inside(manifold, X, energy, holomorphic):
 
 
 # ---------------------------------------------------------------------------------------------
+# Holomorphy (J-invariance of the real Fisher matrix): when the rotated divergence term is
+# redundant
+# ---------------------------------------------------------------------------------------------
+def _complex_structure(m: int, dtype, device) -> torch.Tensor:
+    """J ``(m, m)``: multiplication by i in real coordinates u = (x, y): J(x, y) = (−y, x)."""
+    n = m // 2
+    J = torch.zeros(m, m, dtype=dtype, device=device)
+    J[n:, :n] = torch.eye(n, dtype=dtype, device=device)
+    J[:n, n:] = -torch.eye(n, dtype=dtype, device=device)
+    return J
+
+
+def _kl_hessian_forms(kl, params, tangents):
+    r"""$q(a) = \tfrac{d^2}{dt^2}\mathrm{KL}(p\,\|\,p + t a)|_{t=0} = a^\top H_p a$ for one point.
+
+    ``params``: the point's parameter tuple; ``tangents``: per parameter ``(C, ...)`` (``None``
+    for a parameter that does not depend on z). Returns ``(C,)``: the parameter-space Fisher
+    form (the Hessian of the KL divergence at its minimum) on each of the C tangents.
+    """
+    real = next(p for p in params if p.is_floating_point() or p.is_complex())
+    rdt = real.real.dtype if real.is_complex() else real.dtype
+    zero = torch.zeros((), dtype=rdt, device=real.device)
+    one = torch.ones((), dtype=rdt, device=real.device)
+
+    def form(a):
+        def g(t):
+            moved = tuple(p if d is None else p + t * d for p, d in zip(params, a, strict=True))
+            return kl(params, moved)
+
+        def dg(t):
+            return torch.func.jvp(g, (t,), (one,))[1]
+
+        return torch.func.jvp(dg, (zero,), (one,))[1]
+
+    dims = tuple(None if d is None else 0 for d in tangents)
+    return torch.vmap(form, in_dims=(dims,))(tangents)
+
+
+def fisher_from_hooks(manifold, z: torch.Tensor) -> torch.Tensor:
+    r"""Real Fisher matrices ``(B, 2n, 2n)`` at points ``z`` ``(B, n)`` from the decoder hooks.
+
+    $F = D_p^\top H_p D_p$: the parameters' derivatives $D_p$ along the 2n real directions
+    (forward-mode JVPs of ``decoder_params``, in real coordinates u = (x, y), x first) and the
+    parameter-space Fisher $H_p$ = the Hessian of ``decoder_kl(p, ·)`` at p, applied by
+    polarisation: $F_{ij} = \tfrac12[q(a_i + a_j) - q(a_i) - q(a_j)]$ with
+    $q(a) = a^\top H_p a$ (`_kl_hessian_forms`). Any likelihood; first derivatives of the
+    decoder only. Chunked like the energy (the manifold's ``chunk_size`` or
+    `DEFAULT_CHUNK_POINTS` points per decoder call, divided by the tangents per point).
+    """
+    params_fn, kl = _decoder_hooks(manifold)
+    B, n = z.shape
+    m = 2 * n
+    chunk = getattr(manifold, "chunk_size", None) or DEFAULT_CHUNK_POINTS
+    iu, ju = torch.triu_indices(m, m, 1, device=z.device)
+    C = m + iu.numel()
+    out = []
+    for zc in torch.split(z, max(1, chunk // C)):
+        u = to_real(zc)
+        b = u.shape[0]
+        basis = torch.eye(m, dtype=u.dtype, device=u.device).unsqueeze(1).expand(m, b, m)
+        with torch.no_grad():
+            params, dparams = torch.func.vmap(
+                lambda t, u=u: torch.func.jvp(lambda x: params_fn(from_real(x)), (u,), (t,))
+            )(basis)
+            params = tuple(p[0] for p in params)
+            lead = params[0].ndim
+            batched = [p.ndim == lead and p.shape[0] == b for p in params]
+            # tangents per parameter: the m basis directions and the m(m−1)/2 sums a_i + a_j
+            tans = tuple(
+                torch.cat([d, d[iu] + d[ju]]).transpose(0, 1) if bt else None
+                for d, bt in zip(dparams, batched, strict=True)
+            )  # (b, C, ...)
+            q = torch.vmap(
+                lambda p, t: _kl_hessian_forms(kl, p, t),
+                in_dims=(
+                    tuple(0 if bt else None for bt in batched),
+                    tuple(0 if bt else None for bt in batched),
+                ),
+            )(params, tans)  # (b, C)
+        diag = q[:, :m]
+        F = torch.diag_embed(diag)
+        off = 0.5 * (q[:, m:] - diag[:, iu] - diag[:, ju])
+        F[:, iu, ju] = off
+        F[:, ju, iu] = off
+        out.append(F)
+    return torch.cat(out)
+
+
+def holomorphy_defect(manifold, z: torch.Tensor) -> torch.Tensor:
+    r"""How far the real Fisher matrix is from J-invariant at points ``z`` ``(B, n)``: ``(B,)``.
+
+    $\delta = \sup_v |F(v, v) - F(iv, iv)| / (F(v, v) + F(iv, iv) + \rho|v|^2)$, the largest
+    absolute generalised eigenvalue of $A = F - J^\top F J$ against
+    $S = F + J^\top F J + \rho I$ ($\rho$ = `HOLOMORPHY_RIDGE` · max diag S: rounding in the
+    metric's null directions is not a defect). $|A(v,v)| \le S(v,v)$, so δ ∈ [0, 1]; δ = 0
+    exactly when the rotated divergence term is redundant (docs/conventions.md, "When the
+    rotated term is redundant"): for the complex Gaussian, a holomorphic mean (Cauchy–Riemann:
+    dμ(iv) = i dμ(v)) with a variance that does not depend on z. inf where F is not finite.
+    F comes from the manifold's optional ``real_fisher(z)`` hook where it has one (a
+    `FisherManifold`: its blocked JVP Gram matrices, about 8× faster than the generic route),
+    else from `fisher_from_hooks`.
+    """
+    fast = getattr(manifold, "real_fisher", None)  # optional hook (FisherManifold): one GEMM
+    m = 2 * z.shape[-1]
+    good = torch.isfinite(z).all(-1)  # the checked hook refuses non-finite points
+    F = torch.full((z.shape[0], m, m), math.nan, dtype=z.real.dtype, device=z.device)
+    if bool(good.any()):
+        zg = z[good]
+        F[good] = fast(zg) if callable(fast) else fisher_from_hooks(manifold, zg)
+    J = _complex_structure(m, F.dtype, F.device)
+    JFJ = J.T @ F @ J
+    S, A = F + JFJ, F - JFJ
+    eye = torch.eye(m, dtype=F.dtype, device=F.device)
+    scale = S.diagonal(dim1=-2, dim2=-1).amax(-1).clamp_min(torch.finfo(F.dtype).tiny)
+    S = S + (HOLOMORPHY_RIDGE[F.dtype] * scale)[:, None, None] * eye
+    finite = torch.isfinite(F).all(-1).all(-1)
+    S = torch.where(finite[:, None, None], S, eye.expand_as(S))
+    A = torch.where(finite[:, None, None], A, torch.zeros_like(A))
+    L, info = torch.linalg.cholesky_ex(S)
+    W = torch.linalg.solve_triangular(L, A, upper=False)
+    W = torch.linalg.solve_triangular(L, W.transpose(-1, -2), upper=False)
+    W = 0.5 * (W + W.transpose(-1, -2))
+    delta = torch.linalg.eigvalsh(W).abs().amax(-1)
+    bad = ~finite | (info != 0) | ~torch.isfinite(delta)
+    return torch.where(bad, torch.full_like(delta, math.inf), delta)
+
+
+# ---------------------------------------------------------------------------------------------
 # Gauss–Newton preconditioner: block tridiagonal, factorised by block Cholesky
 # ---------------------------------------------------------------------------------------------
 class _BlockTridiagonal:
@@ -315,6 +542,21 @@ class _BlockTridiagonal:
         return torch.stack(x, 1).reshape(g.shape)
 
 
+def _common_nodes(groups, P: int) -> torch.Tensor:
+    """Nodes ``(P, K+1, n)`` of all pairs at the finest K among ``groups`` (``(pair indices,
+    nodes)``, K a power-of-two multiple of every group's). A coarser group is resampled: a
+    cubic spline on the knots k/K is one on the refined knots j/(2^r K) too, and satisfies
+    the not-a-knot conditions there (its third derivative is continuous inside a coarse
+    segment), so the spline through the resampled nodes is the same curve (to rounding) and
+    its length and discretisation estimate stand."""
+    K = max(Xg.shape[1] - 1 for _, Xg in groups)
+    n = groups[0][1].shape[-1]
+    X = groups[0][1].new_zeros(P, K + 1, n)
+    for gi, Xg in groups:
+        X[gi] = Xg if Xg.shape[1] - 1 == K else resample(Xg, K)
+    return X
+
+
 # ---------------------------------------------------------------------------------------------
 # The solver
 # ---------------------------------------------------------------------------------------------
@@ -337,7 +579,9 @@ class DiscreteEnergy(GeodesicSolver):
     Result: ``length`` is the exact-metric quadrature length of the returned spline (the
     length of a curve from z to w), ``velocity`` its tangent at t = 0, ``nodes`` the spline's
     nodes, ``discretisation`` the estimated relative discretisation error of the length
-    (`discretisation_error`, from the lengths at K/8 … K segments),
+    (`discretisation_error`, from the lengths at K/8 … K segments, plus the adaptive length
+    quadrature's own estimate), ``holomorphic`` which energy each pair's curve minimises
+    (divergence energy only),
     ``residual`` 0 (the end points are fixed nodes), ``certificate`` ``"discrete"`` (a
     converged energy minimiser: locally minimising, up to the discretisation). ``converged``
     requires the energy iteration's convergence at the last level and ``discretisation`` ≤
@@ -359,9 +603,16 @@ class DiscreteEnergy(GeodesicSolver):
             float32).
         energy: ``"divergence"`` (needs the manifold's ``decoder_params`` and ``decoder_kl``
             hooks), ``"metric"`` (any manifold) or ``"auto"`` (divergence when available).
-        holomorphic: declare the decoder's Fisher matrix J-invariant (a holomorphic mean with
-            constant variance): the rotated divergence term is dropped. Wrong for other
-            decoders (the curve then minimises the pullback energy, not the Hermitian one).
+        holomorphic: whether the rotated divergence term is dropped (half the decoder
+            points per energy evaluation), which is exact to second order only where the real
+            Fisher matrix F is J-invariant (a holomorphic mean with a constant variance;
+            docs/conventions.md). ``"auto"`` (default) decides per pair: before solving,
+            `holomorphy_defect` ≤ `holomorphy_tolerance` at five points of the chord; after,
+            at every node of the returned curve, else the pair is solved again with the full
+            energy (never a curve minimising the wrong energy). ``True`` declares it without
+            checks (wrong for other decoders: the curve then minimises the pullback energy,
+            not the Hermitian one); ``False`` always uses the full energy. The result's
+            ``holomorphic`` says which energy each pair's curve minimises.
         refine: a `Shooting` run from the discrete curve's tangent, or ``None``.
     """
 
@@ -373,7 +624,7 @@ class DiscreteEnergy(GeodesicSolver):
     energy_rtol: float | None = None
     length_rtol: float | None = None
     energy: str = "auto"
-    holomorphic: bool = False
+    holomorphic: bool | str = "auto"
     refine: Shooting | None = None
 
     def __post_init__(self):
@@ -388,8 +639,10 @@ class DiscreteEnergy(GeodesicSolver):
         check_optional_positive(self.length_rtol, "length_rtol")
         if self.energy not in ENERGIES:
             raise ValueError(f"energy must be one of {ENERGIES}; got {self.energy!r}.")
-        if not isinstance(self.holomorphic, bool):
-            raise ValueError(f"holomorphic must be a bool; got {self.holomorphic!r}.")
+        if not (isinstance(self.holomorphic, bool) or self.holomorphic == "auto"):
+            raise ValueError(
+                f"holomorphic must be 'auto', True or False; got {self.holomorphic!r}."
+            )
         if self.refine is not None and not isinstance(self.refine, Shooting):
             raise ValueError(
                 f"refine must be a kahlergeom.geodesics.Shooting or None; got {self.refine!r}."
@@ -408,14 +661,14 @@ class DiscreteEnergy(GeodesicSolver):
             return "divergence" if hooks is not None else "metric"
         return self.energy
 
-    def _value_and_grad(self, manifold, ends, p, kind):
+    def _value_and_grad(self, manifold, ends, p, kind, holomorphic=False):
         """Energy ``(Q,)`` and gradient ``(Q, d)`` at interior nodes ``p`` (real, flat); energy
         inf where a point leaves the domain or the energy is not finite."""
         z0, z1 = ends
         Q = p.shape[0]
         n = z0.shape[-1]
         K = p.shape[1] // (2 * n) + 1
-        per_pair = (K + 1) + (0 if kind == "metric" or self.holomorphic else 2 * K)
+        per_pair = (K + 1) + (0 if kind == "metric" or holomorphic else 2 * K)
         chunk = getattr(manifold, "chunk_size", None) or DEFAULT_CHUNK_POINTS
         rows = max(1, chunk // per_pair)
         Es, gs = [], []
@@ -427,9 +680,9 @@ class DiscreteEnergy(GeodesicSolver):
                     [z0[sl, None], from_real(q.reshape(q.shape[0], K - 1, 2 * n)), z1[sl, None]],
                     1,
                 )
-                E = segment_energy(manifold, X, kind, self.holomorphic)
+                E = segment_energy(manifold, X, kind, holomorphic)
                 (g,) = torch.autograd.grad(E.sum(), q)
-            inside = _inside(manifold, X.detach(), kind, self.holomorphic)
+            inside = _inside(manifold, X.detach(), kind, holomorphic)
             ok = inside & torch.isfinite(E) & torch.isfinite(g).all(-1)
             Es.append(torch.where(ok, E.detach(), torch.full_like(E, math.inf)))
             gs.append(torch.where(ok[:, None], g, torch.zeros_like(g)))
@@ -448,8 +701,11 @@ class DiscreteEnergy(GeodesicSolver):
         GR = torch.where(torch.isfinite(GR), GR, torch.zeros_like(GR))
         return _BlockTridiagonal(GR)
 
-    def minimise(self, manifold, X: torch.Tensor, kind: str, etol: float):
-        """Batched preconditioned L-BFGS on the interior nodes of ``X`` ``(P, K+1, n)``.
+    def minimise(
+        self, manifold, X: torch.Tensor, kind: str, etol: float, holomorphic: bool = False
+    ):
+        """Batched preconditioned L-BFGS on the interior nodes of ``X`` ``(P, K+1, n)``
+        (``holomorphic``: the divergence energy without its rotated term).
 
         Returns ``(X, converged (P,), energy (P,))``.
         """
@@ -461,7 +717,7 @@ class DiscreteEnergy(GeodesicSolver):
         pre = self._preconditioner(manifold, X)
         p = to_real(X[:, 1:-1]).reshape(P, -1).detach().clone()
         d = p.shape[1]
-        E, g = self._value_and_grad(manifold, ends, p, kind)
+        E, g = self._value_and_grad(manifold, ends, p, kind, holomorphic)
         H = self.history
         S = p.new_zeros(P, H, d)
         Y = p.new_zeros(P, H, d)
@@ -492,7 +748,9 @@ class DiscreteEnergy(GeodesicSolver):
                 break
             idx = active.nonzero().squeeze(-1)
             p_try = p[idx] + alpha[idx, None] * D[idx]
-            E_t, g_t = self._value_and_grad(manifold, (ends[0][idx], ends[1][idx]), p_try, kind)
+            E_t, g_t = self._value_and_grad(
+                manifold, (ends[0][idx], ends[1][idx]), p_try, kind, holomorphic
+            )
             slack = 16 * eps * E[idx].abs()
             ok = torch.isfinite(E_t) & (E_t <= E[idx] + ARMIJO * alpha[idx] * gd[idx] + slack)
             acc, rej = idx[ok], idx[~ok]
@@ -528,13 +786,31 @@ class DiscreteEnergy(GeodesicSolver):
         )
         return Xo, converged & torch.isfinite(E), E
 
+    # -- holomorphy -------------------------------------------------------------------------
+    def holomorphy_tolerance(self, dtype: torch.dtype) -> float:
+        """Largest `holomorphy_defect` at which ``holomorphic="auto"`` drops the rotated term:
+        `HOLOMORPHY_RTOL` for the dtype, at most a tenth of the length tolerance."""
+        ltol = self.length_rtol if self.length_rtol is not None else LENGTH_RTOL[dtype]
+        return min(HOLOMORPHY_RTOL[dtype], ltol / 10)
+
+    def _holomorphic_along(self, manifold, X: torch.Tensor) -> torch.Tensor:
+        """bool ``(P,)``: the real Fisher matrix is J-invariant (to `holomorphy_tolerance`) at
+        every point of ``X`` ``(P, T, n)``."""
+        P, T, n = X.shape
+        defect = holomorphy_defect(manifold, X.reshape(-1, n)).reshape(P, T)
+        return defect.amax(-1) <= self.holomorphy_tolerance(X.real.dtype)
+
     # -- the solve --------------------------------------------------------------------------
-    def solve(self, manifold, z, w):
+    def _levels(self, manifold, z, w, kind, holomorphic, etol, ltol):
+        """Coarse-to-fine solve of the pairs ``z``, ``w`` ``(P, n)`` with one energy.
+
+        Returns ``(groups, L, ok, err)``: ``groups`` a list of ``(pair indices, nodes)``, one
+        per level at which pairs stopped (passed the check, or reached ``max_segments``), and
+        per pair the length, the success flag and the discretisation estimate ``(P,)``. A pair
+        stops being refined (and its length being recomputed) once it passes.
+        """
         P, n = z.shape
         dtype, dev = z.real.dtype, z.device
-        kind = self.energy_kind(manifold)
-        etol = self.energy_rtol if self.energy_rtol is not None else ENERGY_RTOL[dtype]
-        ltol = self.length_rtol if self.length_rtol is not None else LENGTH_RTOL[dtype]
         levels = [self.coarse]
         while levels[-1] < self.max_segments:
             levels.append(2 * levels[-1])
@@ -542,36 +818,83 @@ class DiscreteEnergy(GeodesicSolver):
         t = torch.linspace(0, 1, K + 1, dtype=dtype, device=dev)[None, :, None]
         X = z[:, None] + t * (w - z)[:, None]
         X[:, 0], X[:, -1] = z, w  # exact end points (z + (w − z) need not round to w)
-        done = torch.zeros(P, dtype=torch.bool, device=dev)  # discretisation check passed
-        conv = torch.zeros(P, dtype=torch.bool, device=dev)
+        idx = torch.arange(P, device=dev)  # pairs still being refined
+        ok = torch.zeros(P, dtype=torch.bool, device=dev)
         nan = torch.full((P,), math.nan, dtype=dtype, device=dev)
-        lengths = [nan, nan, nan]  # at K/8, K/4 and K/2
+        hist = [nan, nan, nan]  # lengths at K/8, K/4 and K/2
         L, err = nan.clone(), nan.clone()
+        groups = []
         for K in levels:
             if X.shape[1] - 1 != K:
                 X = resample(X, K)
-            todo = (~done).nonzero().squeeze(-1)
             # Levels whose length is not checked only start the next one: a loose tolerance.
             tol = etol if 8 * K >= self.segments else max(etol, COARSE_ENERGY_RTOL)
-            if todo.numel():
-                Xt, ct, _ = self.minimise(manifold, X[todo], kind, tol)
-                X[todo], conv[todo] = Xt, ct
+            X, conv, _ = self.minimise(manifold, X, kind, tol, holomorphic)
             if 8 * K < self.segments:
                 continue  # lengths only at the last four regular levels and beyond
             with torch.no_grad():
-                L = spline_length(manifold, X)
+                # lengths of the levels below ``segments`` only feed the estimate's history
+                # (changes of 1e-4 and more): one rule per segment there
+                qtol = QUADRATURE_SHARE * ltol if K >= self.segments else None
+                L[idx], qerr = adaptive_spline_length(manifold, X, qtol)
             if K >= self.segments:
-                est = discretisation_error(*lengths, L)
-                err = torch.where(done, err, est)
-                done = done | (conv & (est <= ltol))
-                if bool(done.all()):
+                est = discretisation_error(hist[0][idx], hist[1][idx], hist[2][idx], L[idx])
+                err[idx] = est = est + qerr
+                passed = conv & (est <= ltol) & torch.isfinite(L[idx])
+                ok[idx] = passed
+                stop = passed | (K == levels[-1])
+                if bool(stop.any()):
+                    groups.append((idx[stop], X[stop]))
+                    idx, X = idx[~stop], X[~stop]
+                if idx.numel() == 0:
                     break
-            lengths = [lengths[1], lengths[2], L]
-        ok = done & conv & torch.isfinite(L)
+            hist = [hist[1], hist[2], L.clone()]
+        return groups, L, ok, err
+
+    def solve(self, manifold, z, w):
+        P, n = z.shape
+        dtype, dev = z.real.dtype, z.device
+        kind = self.energy_kind(manifold)
+        etol = self.energy_rtol if self.energy_rtol is not None else ENERGY_RTOL[dtype]
+        ltol = self.length_rtol if self.length_rtol is not None else LENGTH_RTOL[dtype]
+        auto = self.holomorphic == "auto"
+        if kind == "metric":  # no rotated term to drop
+            holo = torch.zeros(P, dtype=torch.bool, device=dev)
+        elif auto:  # before solving: J-invariance at five points of each chord
+            t = torch.linspace(0, 1, HOLOMORPHY_CHORD_POINTS, dtype=dtype, device=dev)
+            holo = self._holomorphic_along(manifold, z[:, None] + t[:, None] * (w - z)[:, None])
+        else:
+            holo = torch.full((P,), self.holomorphic, dtype=torch.bool, device=dev)
+        L = torch.full((P,), math.nan, dtype=dtype, device=dev)
+        ok = torch.zeros(P, dtype=torch.bool, device=dev)
+        err = L.clone()
+        groups = []
+        for energy_holo in (True, False):
+            ids = (holo == energy_holo).nonzero().squeeze(-1)
+            if ids.numel() == 0:
+                continue
+            gs, Lg, okg, errg = self._levels(
+                manifold, z[ids], w[ids], kind, energy_holo, etol, ltol
+            )
+            if energy_holo and auto:
+                # after solving: J-invariance at every node of the returned curves; pairs where
+                # it fails are solved again with the full energy (next loop pass).
+                kept = []
+                for gi, Xg in gs:
+                    along = self._holomorphic_along(manifold, Xg)
+                    holo[ids[gi[~along]]] = False
+                    if bool(along.any()):
+                        kept.append((gi[along], Xg[along]))
+                gs = kept
+            for gi, Xg in gs:
+                groups.append((ids[gi], Xg))
+                L[ids[gi]], ok[ids[gi]], err[ids[gi]] = Lg[gi], okg[gi], errg[gi]
+        X = _common_nodes(groups, P)
         _, v0 = spline_eval(X, torch.zeros(1, dtype=dtype, device=dev))
         v0 = v0[:, 0]
         if self.refine is not None:
-            return self._refined(manifold, z, w, v0, L, ok, err)
+            holo = holo if kind == "divergence" else None
+            return self._refined(manifold, z, w, v0, L, ok, err, holo)
         return LogResult(
             velocity=v0,
             length=L,
@@ -585,9 +908,10 @@ class DiscreteEnergy(GeodesicSolver):
             certificate="discrete",
             discretisation=err,
             nodes=X,
+            holomorphic=holo if kind == "divergence" else None,
         )
 
-    def _refined(self, manifold, z, w, v0, L_disc, ok_disc, err):
+    def _refined(self, manifold, z, w, v0, L_disc, ok_disc, err, holo):
         v, conv, cert, res = self.refine.refine(manifold, z, w, v0)
         L = h_norm(manifold.metric_field(z), v)
         status = torch.where(
@@ -608,4 +932,5 @@ class DiscreteEnergy(GeodesicSolver):
             certified=cert & conv,
             status=status,
             discretisation=err,
+            holomorphic=holo,
         )

@@ -77,6 +77,9 @@ class LogResult:
             K segments; its check), else ``None``.
         nodes: the discrete curve's nodes at t = k/K ``(..., K+1, n)`` (`DiscreteEnergy`
             without refinement; ``points`` are then sampled from its spline), else ``None``.
+        holomorphic: for `DiscreteEnergy` with the divergence energy, bool ``(...)``: the pair's
+            curve minimises the energy without the rotated term (the decoder's real Fisher
+            matrix was found J-invariant, or declared so), else ``None``.
     """
 
     velocity: torch.Tensor
@@ -92,6 +95,7 @@ class LogResult:
     points: torch.Tensor | None = None
     discretisation: torch.Tensor | None = None
     nodes: torch.Tensor | None = None
+    holomorphic: torch.Tensor | None = None
 
     @property
     def success(self) -> torch.Tensor:
