@@ -18,14 +18,26 @@ Run: ``.venv/bin/python benchmarks/bench_geodesic_oracles.py --seeds 10 --pairs 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import torch
-from _common import ball_dist, fs_dist
 
-import kahlergeom as kg
-from kahlergeom import geodesics
-from kahlergeom.potentials import ComplexHyperbolic, FubiniStudy, KahlerPotential, Product
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # this checkout's kahlergeom, not another installed one
+    sys.path.insert(0, str(ROOT))
+
+from _common import ball_dist, fs_dist  # noqa: E402
+
+import kahlergeom as kg  # noqa: E402
+from kahlergeom import geodesics  # noqa: E402
+from kahlergeom.potentials import (  # noqa: E402
+    ComplexHyperbolic,
+    FubiniStudy,
+    KahlerPotential,
+    Product,
+)
 
 C128 = torch.complex128
 TOL = 1e-6

@@ -35,7 +35,9 @@ $\nabla_x\big[dZ\cdot\nabla(\sum_c A_c\cdot H W_c) + \sum_c B_c\cdot H W_c\big]$
 three or four reverse passes over the whole batch; the gradient at the point is the sum over
 its copies (the chain rule on the diagonal $x_1 = \dots = x_C = x$). The real and imaginary
 parts use disjoint copies, so one final pass gives both. $G$ comes from the potential's
-closed-form ``levi`` when it has one, else from 2n Hessian columns by two reverse passes.
+closed-form ``levi`` when it has one, else from 2n Hessian columns riding along in the same
+passes. The derivatives need $\Gamma(u, v)$ only in their last pass, so its rows ride along
+too: a derivative costs one forward and four reverse passes, $\Gamma$ alone one and three.
 
 **Soundness.** Reverse-mode ``torch.autograd`` does not compose with ``torch.func`` transforms,
 forward-mode dual tensors, inference mode or inputs that already carry a graph; in any of these
@@ -87,23 +89,6 @@ def _potential_rows(potential: KahlerPotential, X: torch.Tensor) -> torch.Tensor
     return K
 
 
-def third_derivative_rows(potential, X, W, B, A=None, dZ=None):
-    r"""Per row r of ``(N, 2n)`` real tensors, ``(out, h)`` with the Hessian-vector products
-    $h_r = H_r W_r$ and
-    $out_r = \nabla_r\big[\sum_r dZ_r\cdot\nabla_r(\sum_r A_r\cdot h_r) + \sum_r B_r\cdot h_r\big]$
-    ($H_r$ the real Hessian of K at ``X[r]``), both ``(N, 2n)``. Unchecked; three reverse
-    passes (four with ``A``)."""
-    with torch.enable_grad():
-        X = X.detach().requires_grad_(True)
-        g = _grad(_potential_rows(potential, X).sum(), X, True)
-        h = _grad((g * W).sum(), X, True)
-        s = (B * h).sum()
-        if A is not None:
-            p = _grad((A * h).sum(), X, True)
-            s = s + (dZ * p).sum()
-        return _grad(s, X, False).detach(), h.detach()
-
-
 def _bracket(out: torch.Tensor) -> torch.Tensor:
     r"""$\bar\partial Q = \tfrac12[\mathrm{fr}(\nabla Q_r) + i\,\mathrm{fr}(\nabla Q_i)]$
     (fr = ``from_real``) from per-copy gradients ``(C, N, 2n)``: the first C/2 copies sum to
@@ -112,14 +97,60 @@ def _bracket(out: torch.Tensor) -> torch.Tensor:
     return 0.5 * (from_real(out[: C // 2].sum(0)) + 1j * from_real(out[C // 2 :].sum(0)))
 
 
+def _broadcast_shape(*shapes) -> tuple:
+    """``torch.broadcast_shapes`` without its per-call overhead (called per ODE stage)."""
+    if all(s == shapes[0] for s in shapes[1:]):
+        return tuple(shapes[0])
+    nd = max(len(s) for s in shapes)
+    out = []
+    for i in range(-nd, 0):
+        d = 1
+        for s in shapes:
+            k = s[i] if len(s) >= -i else 1
+            if k != 1:
+                if d not in (1, k):
+                    raise ValueError(f"shapes {[tuple(x) for x in shapes]} do not broadcast.")
+                d = k
+        out.append(d)
+    return tuple(out)
+
+
 def _flat(t: torch.Tensor, shape) -> torch.Tensor:
-    return t.expand(*shape).reshape(-1, shape[-1])
+    return (t if tuple(t.shape) == shape else t.expand(*shape)).reshape(-1, shape[-1])
 
 
 def _solve_transposed(G: torch.Tensor, T: torch.Tensor) -> torch.Tensor:
     """$G^{-\top}T$ batched; NaN where G is singular (the integrators stop on non-finite)."""
     X, info = torch.linalg.solve_ex(G.transpose(-1, -2), T.unsqueeze(-1))
     return torch.where((info == 0)[..., None], X.squeeze(-1), torch.nan)
+
+
+# Copy layouts: per copy c, complex coefficients that make its real vectors from the complex
+# tangents (to_real of a complex multiple: to_real(i·u) = JU). W_c: Hessian-vector direction;
+# A_c: left vector of the inner gradient (Γ's own T: its final left vector); B_c: final left
+# vector. First half of the copies: real part Q_r, second half: Q_i (docs/conventions.md).
+#: Γ(u, v): S_r = ¼(U·HV − JU·HJV), S_i = −¼(U·HJV + JU·HV).
+_GAMMA_W = (1, 1j, 1j, 1)  # × v
+_GAMMA_A = (0.25, -0.25j, -0.25, -0.25j)  # × u
+#: D_dz Γ(u, v) = ∂̄[dZ·∇S(u, v) − ∂_Γ D_dz K]:
+#: Q_r = dZ·∇¼(U·HV − JU·HJV) − ½ Γ·H dZ,  Q_i = dZ·∇(−¼)(U·HJV + JU·HV) + ½ JΓ·H dZ.
+_DERIVATIVE = dict(
+    Wv=(1, 1j, 0, 1j, 1, 0),
+    Wdz=(0, 0, 1, 0, 0, 1),
+    Au=(0.25, -0.25j, 0, -0.25, -0.25j, 0),
+    Bdu=(0, 0, 0, 0, 0, 0),
+    Bgam=(0, 0, -0.5, 0, 0, 0.5j),
+)
+#: Spray D_dz Γ(u, u) + 2Γ(u, du) = ∂̄[dZ·∇S(u, u) + 2S(u, du) − ∂_Γ D_dz K], H symmetric:
+#: Q_r = dZ·∇¼(U·HU − JU·HJU) + ½(dU·HU − JdU·HJU) − ½ Γ·H dZ,
+#: Q_i = dZ·∇(−½ U·HJU) − ½(dU·HJU + JdU·HU) + ½ JΓ·H dZ.
+_SPRAY = dict(
+    Wv=(1, 1j, 0, 1j, 1, 0),
+    Wdz=(0, 0, 1, 0, 0, 1),
+    Au=(0.25, -0.25j, 0, -0.5, 0, 0),
+    Bdu=(0.5, -0.5j, 0, -0.5, -0.5j, 0),
+    Bgam=(0, 0, -0.5, 0, 0, 0.5j),
+)
 
 
 class AutogradChristoffel:
@@ -134,6 +165,10 @@ class AutogradChristoffel:
     variational equations need no ``torch.func`` transform. The formulas are in this module's
     docstring; outside plain eager autograd (transforms, dual tensors, inference mode, inputs
     requiring grad) every method delegates to the potential's own.
+
+    The last G and Γ(u, v) are remembered (compared by value): a variational right-hand side
+    asks for them at the same points twice (the base of the linearisation, then the
+    geodesic's own acceleration).
 
     Example:
         >>> import torch
@@ -154,93 +189,20 @@ class AutogradChristoffel:
         self.potential = potential
         self.n = potential.n
         self._cache = None
+        self._coefs: dict = {}
 
-    # -- the Levi matrix --------------------------------------------------------------------
-    def _levi_flat(self, zf: torch.Tensor) -> torch.Tensor:
-        """G at flattened points ``(N, n)`` → ``(N, n, n)``."""
-        p = self.potential
-        if p.has_closed_form_levi:
-            return p.levi(zf)
-        N, m = zf.shape[0], 2 * self.n
-        X = to_real(zf).unsqueeze(0).expand(m, N, m).reshape(m * N, m)
-        E = torch.eye(m, dtype=X.dtype, device=X.device)
-        W = E[:, None, :].expand(m, N, m).reshape(m * N, m)
-        with torch.enable_grad():
-            X = X.detach().requires_grad_(True)
-            g = _grad(_potential_rows(p, X).sum(), X, True)
-            cols = _grad((g * W).sum(), X, False).detach()
-        H = cols.reshape(m, N, m).permute(1, 2, 0)  # H[:, :, k] = H e_k
-        return levi_from_real_hessian(H)
+    def _coef(self, values, like: torch.Tensor) -> torch.Tensor:
+        """The coefficients as a complex ``(C, 1, 1)`` tensor of ``like``'s dtype and device."""
+        key = (values, like.dtype, like.device)
+        c = self._coefs.get(key)
+        if c is None:
+            c = self._coefs[key] = torch.tensor(values, dtype=like.dtype, device=like.device)
+            c = self._coefs[key] = c[:, None, None]
+        return c
 
-    def levi(self, z: torch.Tensor) -> torch.Tensor:
-        r"""Levi matrix $G[a, b] = \partial_a\bar\partial_b K$, ``(..., n)`` → ``(..., n, n)``:
-        the potential's closed form when it has one, else 2n reverse-mode Hessian columns."""
-        if not reverse_mode_usable(z):
-            return self.potential.levi(z)
-        zf = z.reshape(-1, self.n)
-        return self._levi_flat(zf).reshape(*z.shape, self.n)
-
-    # -- contractions -----------------------------------------------------------------------
-    def _brackets(self, rows, extra=None):
-        r"""$\bar\partial Q$ from copies ``[(X, W, B, A, dZ), ...]`` (``(N, 2n)`` each; A and
-        dZ may be ``None``): the first half of the copies builds $Q_r$, the second $Q_i$.
-
-        ``extra`` ``(X, W)``: more rows whose Hessian-vector products $H W$ are returned as
-        well (second value; ``None`` without), riding along in the same passes.
-        """
-        C = len(rows)
-        cols = [[r[k] for r in rows] for k in range(3)]
-        if extra is not None:
-            cols[0].append(extra[0])
-            cols[1].append(extra[1])
-            cols[2].append(torch.zeros_like(extra[0]))
-        X, W, B = (torch.cat(c) for c in cols)
-        A = dZ = None
-        if any(r[3] is not None for r in rows):
-            zero = torch.zeros_like(X[: X.shape[0] - (0 if extra is None else extra[0].shape[0])])
-            A = torch.cat([r[3] if r[3] is not None else zero[: r[0].shape[0]] for r in rows])
-            dZ = torch.cat([r[4] for r in rows])
-            if extra is not None:
-                A = torch.cat([A, torch.zeros_like(extra[0])])
-                dZ = torch.cat([dZ, torch.zeros_like(extra[0])])
-        out, h = third_derivative_rows(self.potential, X, W, B, A, dZ)
-        N = rows[0][0].shape[0]
-        out = out[: C * N].reshape(C, N, X.shape[-1])
-        gr, gi = out[: C // 2].sum(0), out[C // 2 :].sum(0)
-        T = 0.5 * (from_real(gr) + 1j * from_real(gi))
-        return T, (None if extra is None else h[C * N :])
-
-    def _contract_flat(self, zf, uf, vf):
-        """``(G, Γ(u, v))`` at flattened rows ``(N, n)``; the Hessian columns for G (when the
-        potential has no closed-form ``levi``) ride along in the same reverse passes."""
-        X, U, JU, V, JV = to_real(zf), to_real(uf), to_real(1j * uf), to_real(vf), to_real(1j * vf)
-        N, m = X.shape
-        closed = self.potential.has_closed_form_levi
-        extra = None
-        if not closed:
-            E = torch.eye(m, dtype=X.dtype, device=X.device)
-            extra = (X.repeat(m, 1), E.repeat_interleave(N, 0))
-        # S_r = ¼(U·HV − JU·HJV), S_i = −¼(U·HJV + JU·HV).
-        T, cols = self._brackets(
-            [
-                (X, V, 0.25 * U, None, None),
-                (X, JV, -0.25 * JU, None, None),
-                (X, JV, -0.25 * U, None, None),
-                (X, V, -0.25 * JU, None, None),
-            ],
-            extra,
-        )
-        if closed:
-            G = self.potential.levi(zf)
-        else:
-            G = levi_from_real_hessian(cols.reshape(m, N, m).permute(1, 2, 0))
-        return G, _solve_transposed(G, T)
-
+    # -- the engine --------------------------------------------------------------------------
     def _lookup(self, zf, uf, vf):
-        """The cached ``(G, Γ(u, v))`` of the last evaluation at exactly these rows, else
-        ``None``. A variational right-hand side asks for G and Γ(ż, ż) at the same points
-        twice (the base of the linearisation and the geodesic's own acceleration); compared
-        by value, so in-place changes of the inputs are safe."""
+        """The cached ``(G, Γ(u, v))`` at exactly these rows, else ``None``."""
         c = self._cache
         if c is None:
             return None
@@ -251,86 +213,94 @@ class AutogradChristoffel:
                 return None
         return c[1]
 
-    def _store(self, zf, uf, vf, out):
-        self._cache = ((zf.clone(), uf.clone(), vf.clone()), out)
+    def _evaluate(self, z0, u0, v0, deriv=None):
+        r"""``(G, Γ(u, v))`` at the flat base rows ``(N0, n)``, and with ``deriv = (layout, idx,
+        dz, du)`` also $G^{-\top}\bar\partial Q$ at the derivative rows ``(N, n)`` (row r at base
+        row ``idx[r]``; ``layout`` `_DERIVATIVE` or `_SPRAY`), all from one forward pass and
+        three (Γ alone) or four reverse passes."""
+        cached = self._lookup(z0, u0, v0)
+        if cached is not None and deriv is None:
+            return cached, None
+        pot, m = self.potential, 2 * self.n
+        closed = pot.has_closed_form_levi
+        Xs, Ws, As = [], [], []
+        if deriv is not None:
+            layout, idx, dz, du = deriv
+            N = idx.shape[0]
+            C = len(layout["Wv"])
+            zr, ur, vr = z0[idx], u0[idx], v0[idx]
+            dZ = to_real(dz)
+            Xs.append(to_real(zr).expand(C, N, m))
+            Wc = self._coef(layout["Wv"], z0) * vr + self._coef(layout["Wdz"], z0) * dz
+            Ws.append(to_real(Wc))
+            As.append(to_real(self._coef(layout["Au"], z0) * ur))
+        if cached is None:
+            N0 = z0.shape[0]
+            X0 = to_real(z0)
+            Xs.append(X0.expand(4, N0, m))
+            Ws.append(to_real(self._coef(_GAMMA_W, z0) * v0))
+            As.append(to_real(self._coef(_GAMMA_A, z0) * u0))
+            if not closed:  # Hessian columns H e_k for G
+                E = torch.eye(m, dtype=X0.dtype, device=X0.device)
+                Xs.append(X0.expand(m, N0, m))
+                Ws.append(E[:, None, :].expand(m, N0, m))
+                As.append(torch.zeros(m, N0, m, dtype=X0.dtype, device=X0.device))
+        X = torch.cat([x.reshape(-1, m) for x in Xs])
+        W = torch.cat([w.reshape(-1, m) for w in Ws])
+        A = torch.cat([a.reshape(-1, m) for a in As])
+        nd = 0 if deriv is None else C * N
+        with torch.enable_grad():
+            X = X.detach().requires_grad_(True)
+            g = _grad(_potential_rows(pot, X).sum(), X, True)
+            h = _grad((g * W).sum(), X, True)
+            p = _grad((A * h).sum(), X, deriv is not None)
+            if cached is None:
+                N0 = z0.shape[0]
+                T0 = _bracket(p[nd : nd + 4 * N0].detach().reshape(4, N0, m))
+                if closed:
+                    G0 = pot.levi(z0)
+                else:
+                    cols = h[nd + 4 * N0 :].detach().reshape(m, N0, m)
+                    G0 = levi_from_real_hessian(cols.permute(1, 2, 0))  # H[:, :, k] = H e_k
+                cached = (G0, _solve_transposed(G0, T0))
+                self._cache = ((z0.clone(), u0.clone(), v0.clone()), cached)
+            if deriv is None:
+                return cached, None
+            G0, Gam0 = cached
+            Bc = self._coef(layout["Bdu"], z0) * du + self._coef(layout["Bgam"], z0) * Gam0[idx]
+            s = (dZ * p[:nd].reshape(C, N, m)).sum() + (to_real(Bc) * h[:nd].reshape(C, N, m)).sum()
+            out = _grad(s, X, False)[:nd].detach()
+        return cached, _solve_transposed(G0[idx], _bracket(out.reshape(C, N, m)))
 
-    def _contract_cached(self, zf, uf, vf):
-        """`_contract_flat` through the one-entry cache (`_lookup`)."""
-        out = self._lookup(zf, uf, vf)
-        if out is None:
-            out = self._contract_flat(zf, uf, vf)
-            self._store(zf, uf, vf, out)
-        return out
+    def _derivative(self, layout, z, u, v, dz, du):
+        """`_evaluate` for broadcast inputs: G and Γ at the broadcast of (z, u, v) only (the
+        tangents of a variational system share their base point), the bracket per row."""
+        base = _broadcast_shape(z.shape, u.shape, v.shape)
+        shape = _broadcast_shape(base, dz.shape, du.shape)
+        z0, u0, v0 = _flat(z, base), _flat(u, base), _flat(v, base)
+        idx = torch.arange(z0.shape[0], device=z0.device)
+        idx = idx.reshape(base[:-1]).expand(shape[:-1]).reshape(-1)
+        _, out = self._evaluate(z0, u0, v0, (layout, idx, _flat(dz, shape), _flat(du, shape)))
+        return out.reshape(shape)
+
+    # -- public methods ----------------------------------------------------------------------
+    def levi(self, z: torch.Tensor) -> torch.Tensor:
+        r"""Levi matrix $G[a, b] = \partial_a\bar\partial_b K$, ``(..., n)`` → ``(..., n, n)``:
+        the potential's closed form when it has one, else 2n reverse-mode Hessian columns."""
+        if not reverse_mode_usable(z) or self.potential.has_closed_form_levi:
+            return self.potential.levi(z)
+        zf = z.reshape(-1, self.n)
+        (G, _), _ = self._evaluate(zf, zf, zf)
+        return G.reshape(*z.shape, self.n)
 
     def christoffel_contract(self, z: torch.Tensor, u: torch.Tensor, v: torch.Tensor):
         r"""$\Gamma(u, v)_l = \sum_{ab}\Gamma^l_{ab}(z)u_a v_b = [G^{-\top}T(u, v)]_l$,
         ``(..., n)`` (broadcast)."""
         if not reverse_mode_usable(z, u, v):
             return self.potential.christoffel_contract(z, u, v)
-        shape = torch.broadcast_shapes(z.shape, u.shape, v.shape)
-        _, Gam = self._contract_cached(_flat(z, shape), _flat(u, shape), _flat(v, shape))
+        shape = _broadcast_shape(z.shape, u.shape, v.shape)
+        (_, Gam), _ = self._evaluate(_flat(z, shape), _flat(u, shape), _flat(v, shape))
         return Gam.reshape(shape)
-
-    def _derivative_fused(self, z, u, v, dz, shape, rows, finals):
-        r"""$G^{-\top}\bar\partial Q$ at the rows of ``shape`` for brackets Q whose final
-        left vectors depend on $\Gamma = \Gamma(u, v)$ (`christoffel_contract_derivative`,
-        `christoffel_spray_linearised`).
-
-        G and Γ(u, v) are needed only at the base points (the broadcast of z, u, v), and in
-        the last pass only: their rows ride along in the same graph, so the whole evaluation
-        is one forward and four reverse passes (G and Γ are also left in the cache, for the
-        geodesic's own acceleration at the same points).
-
-        ``rows(X, U, JU, V, JV, dZ)`` gives ``[(W, A), ...]`` per copy (A may be ``None``),
-        ``finals(R, JR)`` the matching ``B`` list, with R = ``to_real(Γ)``, JR =
-        ``to_real(iΓ)`` at the rows; the first half of the copies builds $Q_r$, the second
-        $Q_i$ (docs/conventions.md).
-        """
-        base = torch.broadcast_shapes(z.shape, u.shape, v.shape)
-        z0, u0, v0 = _flat(z, base), _flat(u, base), _flat(v, base)
-        N0, m = z0.shape[0], 2 * self.n
-        idx = torch.arange(N0, device=z0.device).reshape(base[:-1]).expand(shape[:-1]).reshape(-1)
-        X0, U0, V0 = to_real(z0), to_real(u0), to_real(v0)
-        JU0, JV0 = to_real(1j * u0), to_real(1j * v0)
-        X, dZ = X0[idx], to_real(_flat(dz, shape))
-        spec = rows(X, U0[idx], JU0[idx], V0[idx], JV0[idx], dZ)
-        C, N = len(spec), X.shape[0]
-        Xs = [X] * C
-        Ws = [w for w, _ in spec]
-        As = [torch.zeros_like(X) if a is None else a for _, a in spec]
-        cached = self._lookup(z0, u0, v0)
-        closed = self.potential.has_closed_form_levi
-        if cached is None:  # Γ(u, v)'s rows: S_r = ¼(U·HV − JU·HJV), S_i = −¼(U·HJV + JU·HV)
-            Xs += [X0] * 4
-            Ws += [V0, JV0, JV0, V0]
-            As += [0.25 * U0, -0.25 * JU0, -0.25 * U0, -0.25 * JU0]
-            if not closed:  # Hessian columns for G
-                E = torch.eye(m, dtype=X.dtype, device=X.device)
-                Xs.append(X0.repeat(m, 1))
-                Ws.append(E.repeat_interleave(N0, 0))
-                As.append(torch.zeros_like(Xs[-1]))
-        Xa, Wa, Aa = torch.cat(Xs), torch.cat(Ws), torch.cat(As)
-        with torch.enable_grad():
-            Xl = Xa.detach().requires_grad_(True)
-            g = _grad(_potential_rows(self.potential, Xl).sum(), Xl, True)
-            h = _grad((g * Wa).sum(), Xl, True)
-            p = _grad((Aa * h).sum(), Xl, True)
-            if cached is None:
-                T0 = _bracket(p[C * N : C * N + 4 * N0].detach().reshape(4, N0, m))
-                if closed:
-                    G0 = self.potential.levi(z0)
-                else:
-                    cols = h[C * N + 4 * N0 :].detach().reshape(m, N0, m)
-                    G0 = levi_from_real_hessian(cols.permute(1, 2, 0))
-                cached = (G0, _solve_transposed(G0, T0))
-                self._store(z0, u0, v0, cached)
-            G0, Gam0 = cached
-            Gam = Gam0[idx]
-            Bs = finals(to_real(Gam), to_real(1j * Gam))
-            s = (dZ.repeat(C, 1) * p[: C * N]).sum() + (torch.cat(Bs) * h[: C * N]).sum()
-            out = _grad(s, Xl, False)[: C * N].detach()
-        T = _bracket(out.reshape(C, N, m))
-        return _solve_transposed(G0[idx], T).reshape(shape)
 
     def christoffel_contract_derivative(self, z, dz, u, v):
         r"""$\frac{d}{d\epsilon}\Gamma_{z+\epsilon\,dz}(u, v)$ at 0, ``(..., n)``:
@@ -338,24 +308,7 @@ class AutogradChristoffel:
         $\Gamma = \Gamma(u, v)$ held constant inside the bracket (broadcast)."""
         if not reverse_mode_usable(z, dz, u, v):
             return self.potential.christoffel_contract_derivative(z, dz, u, v)
-        shape = torch.broadcast_shapes(z.shape, dz.shape, u.shape, v.shape)
-
-        # Q_r = dZ·∇¼(U·HV − JU·HJV) − ½ Γ·H dZ ;  Q_i = dZ·∇(−¼)(U·HJV + JU·HV) + ½ JΓ·H dZ.
-        def rows(X, U, JU, V, JV, dZ):
-            return [
-                (V, 0.25 * U),
-                (JV, -0.25 * JU),
-                (dZ, None),
-                (JV, -0.25 * U),
-                (V, -0.25 * JU),
-                (dZ, None),
-            ]
-
-        def finals(R, JR):
-            zero = torch.zeros_like(R)
-            return [zero, zero, -0.5 * R, zero, zero, 0.5 * JR]
-
-        return self._derivative_fused(z, u, v, dz, shape, rows, finals)
+        return self._derivative(_DERIVATIVE, z, u, v, dz, torch.zeros_like(dz))
 
     def christoffel_spray_linearised(self, z, u, dz, du):
         r"""$D_{dz}\Gamma_z(u, u) + 2\Gamma_z(u, du)
@@ -365,26 +318,7 @@ class AutogradChristoffel:
         four reverse passes in all."""
         if not reverse_mode_usable(z, u, dz, du):
             return self.potential.christoffel_spray_linearised(z, u, dz, du)
-        shape = torch.broadcast_shapes(z.shape, u.shape, dz.shape, du.shape)
-        duf = _flat(du, shape)
-        dU, JdU = to_real(duf), to_real(1j * duf)
-
-        # Q_r = dZ·∇¼(U·HU − JU·HJU) + ½(dU·HU − JdU·HJU) − ½ Γ·H dZ
-        # Q_i = dZ·∇(−½ U·HJU) − ½(dU·HJU + JdU·HU) + ½ JΓ·H dZ   (H symmetric)
-        def rows(X, U, JU, V, JV, dZ):
-            return [
-                (U, 0.25 * U),
-                (JU, -0.25 * JU),
-                (dZ, None),
-                (JU, -0.5 * U),
-                (U, None),
-                (dZ, None),
-            ]
-
-        def finals(R, JR):
-            return [0.5 * dU, -0.5 * JdU, -0.5 * R, -0.5 * dU, -0.5 * JdU, 0.5 * JR]
-
-        return self._derivative_fused(z, u, u, dz, shape, rows, finals)
+        return self._derivative(_SPRAY, z, u, u, dz, du)
 
     def __repr__(self) -> str:
         return f"AutogradChristoffel({self.potential!r})"
