@@ -298,6 +298,24 @@ def test_manifold_hands_out_the_adapter_only_where_sound():
     assert seen == [None]
 
 
+def test_unbatched_potential_keeps_the_generic_path():
+    """A KL potential with one base point per batch entry pairs z[i] with z0[i]: not batched,
+    so the manifold hands out no reverse-mode contractions."""
+    from kahlergeom.potentials import KLPotential
+
+    def decoder(z):
+        return torch.cat([z, z**2], -1), torch.ones(4, dtype=torch.float64)
+
+    z0 = torch.zeros(3, 2, dtype=C128)
+    assert not KLPotential(decoder, z0).batched
+    assert kg.KahlerManifold(KLPotential(decoder, z0)).closed_form_christoffel is None
+    with pytest.raises(ValueError, match="not batched"):
+        AutogradChristoffel(KLPotential(decoder, z0))
+    single = kg.KahlerManifold(KLPotential(decoder, z0[0]))
+    assert single.potential.batched
+    assert isinstance(single.closed_form_christoffel, AutogradChristoffel)
+
+
 def test_potential_breaking_the_batched_contract_is_rejected():
     class Unbatched(KahlerPotential):
         def __call__(self, z):  # one value for the whole batch

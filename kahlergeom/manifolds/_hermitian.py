@@ -378,11 +378,12 @@ class KahlerManifold(HermitianManifold):
         ``torch.func`` transforms: the potential itself when it has closed forms
         (`KahlerPotential.has_closed_form_christoffel`; no automatic differentiation at all),
         else an `AutogradChristoffel` of it (reverse-mode ``torch.autograd`` on the batched
-        potential), except while a ``torch.func`` transform is active (``None``: the
-        equations then differentiate the metric field themselves)."""
+        potential), except while a ``torch.func`` transform is active or for a potential that
+        is not `KahlerPotential.batched` (``None``: the equations then differentiate the
+        metric field themselves)."""
         if self.potential.has_closed_form_christoffel:
             return self.potential
-        if not reverse_mode_usable():
+        if not (self.potential.batched and reverse_mode_usable()):
             return None
         adapter = self.__dict__.get("_autograd_christoffel")
         if adapter is None:

@@ -186,6 +186,12 @@ class AutogradChristoffel:
                 "potential must be a kahlergeom.potentials.KahlerPotential (batched __call__); "
                 f"got {type(potential).__name__}."
             )
+        if not potential.batched:
+            raise ValueError(
+                f"potential {potential!r} is not batched (KahlerPotential.batched is False: its "
+                "__call__ does not evaluate any batch of points independently); reverse-mode "
+                "contractions need that contract."
+            )
         self.potential = potential
         self.n = potential.n
         self._cache = None

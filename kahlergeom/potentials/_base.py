@@ -43,6 +43,11 @@ class KahlerPotential(abc.ABC):
 
     #: Human-readable description of the domain, used in error messages.
     domain_description: str = "all of C^n"
+    #: ``__call__`` evaluates the points of any batch shape independently of each other (the
+    #: contract above). Geodesics then take Christoffel contractions from reverse-mode passes
+    #: over a batch (`AutogradChristoffel`); set it False for a potential that pairs its input
+    #: with a fixed batch (e.g. one base point per batch entry).
+    batched: bool = True
 
     def __init__(self, n: int):
         self.n = check_positive_int(n, "n")
