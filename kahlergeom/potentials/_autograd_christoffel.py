@@ -89,6 +89,30 @@ def _potential_rows(potential: KahlerPotential, X: torch.Tensor) -> torch.Tensor
     return K
 
 
+def _tensors_of(obj, depth: int = 3) -> list:
+    """The tensors a potential holds: its attributes, lists of them, ``torch.nn`` modules'
+    parameters and buffers, nested potentials (to ``depth``)."""
+    out: list = []
+    if depth < 0 or not hasattr(obj, "__dict__"):
+        return out
+    for v in vars(obj).values():
+        for x in v if isinstance(v, (list, tuple)) else (v,):
+            if isinstance(x, torch.Tensor):
+                out.append(x)
+            elif isinstance(x, torch.nn.Module):
+                out.extend(x.parameters())
+                out.extend(x.buffers())
+            elif isinstance(x, KahlerPotential):
+                out.extend(_tensors_of(x, depth - 1))
+    return out
+
+
+def _state_token(potential) -> tuple:
+    """Identity and in-place version of each tensor the potential holds: a cached result is
+    reused only while this is unchanged."""
+    return tuple((id(t), t._version) for t in _tensors_of(potential))
+
+
 def _bracket(out: torch.Tensor) -> torch.Tensor:
     r"""$\bar\partial Q = \tfrac12[\mathrm{fr}(\nabla Q_r) + i\,\mathrm{fr}(\nabla Q_i)]$
     (fr = ``from_real``) from per-copy gradients ``(C, N, 2n)``: the first C/2 copies sum to
@@ -166,9 +190,12 @@ class AutogradChristoffel:
     docstring; outside plain eager autograd (transforms, dual tensors, inference mode, inputs
     requiring grad) every method delegates to the potential's own.
 
-    The last G and Γ(u, v) are remembered (compared by value): a variational right-hand side
+    The last G and Γ(u, v) are remembered (inputs compared by value, the potential's tensors by
+    identity and in-place version): a variational right-hand side
     asks for them at the same points twice (the base of the linearisation, then the
-    geodesic's own acceleration).
+    geodesic's own acceleration). Results carry no graph, except for a potential holding
+    tensors that require grad (attributes, ``torch.nn`` modules, nested potentials) while grad
+    mode is on: then they stay differentiable in those tensors.
 
     Example:
         >>> import torch
@@ -194,6 +221,7 @@ class AutogradChristoffel:
             )
         self.potential = potential
         self.n = potential.n
+        self._trainable = any(t.requires_grad for t in _tensors_of(potential))
         self._cache = None
         self._coefs: dict = {}
 
@@ -208,9 +236,10 @@ class AutogradChristoffel:
 
     # -- the engine --------------------------------------------------------------------------
     def _lookup(self, zf, uf, vf):
-        """The cached ``(G, Γ(u, v))`` at exactly these rows, else ``None``."""
+        """The cached ``(G, Γ(u, v))`` at exactly these rows and the same potential state
+        (`_state_token`), else ``None``."""
         c = self._cache
-        if c is None:
+        if c is None or c[2] != _state_token(self.potential):
             return None
         for a, b in zip(c[0], (zf, uf, vf), strict=True):
             if a.shape != b.shape or a.dtype != b.dtype or a.device != b.device:
@@ -224,7 +253,10 @@ class AutogradChristoffel:
         dz, du)`` also $G^{-\top}\bar\partial Q$ at the derivative rows ``(N, n)`` (row r at base
         row ``idx[r]``; ``layout`` `_DERIVATIVE` or `_SPRAY`), all from one forward pass and
         three (Γ alone) or four reverse passes."""
-        cached = self._lookup(z0, u0, v0)
+        # A potential with trainable tensors keeps its graph (results differentiable in them);
+        # then nothing is cached (a cached graph may be freed by the caller's backward).
+        keep = self._trainable and torch.is_grad_enabled()
+        cached = None if keep else self._lookup(z0, u0, v0)
         if cached is not None and deriv is None:
             return cached, None
         pot, m = self.potential, 2 * self.n
@@ -255,27 +287,44 @@ class AutogradChristoffel:
         W = torch.cat([w.reshape(-1, m) for w in Ws])
         A = torch.cat([a.reshape(-1, m) for a in As])
         nd = 0 if deriv is None else C * N
+
+        def cut(t):
+            return t if keep else t.detach()
+
+        # A closed-form G under the caller's grad mode (no graph to trainable tensors under
+        # no_grad); the Hessian columns otherwise come out of the passes below.
+        G0 = pot.levi(z0) if cached is None and closed else None
         with torch.enable_grad():
             X = X.detach().requires_grad_(True)
             g = _grad(_potential_rows(pot, X).sum(), X, True)
             h = _grad((g * W).sum(), X, True)
-            p = _grad((A * h).sum(), X, deriv is not None)
+            p = _grad((A * h).sum(), X, deriv is not None or keep)
             if cached is None:
                 N0 = z0.shape[0]
-                T0 = _bracket(p[nd : nd + 4 * N0].detach().reshape(4, N0, m))
-                if closed:
-                    G0 = pot.levi(z0)
+                T0 = _bracket(cut(p[nd : nd + 4 * N0]).reshape(4, N0, m))
+                if not closed:
+                    cols = cut(h[nd + 4 * N0 :]).reshape(m, N0, m)
+            if deriv is not None:
+                if cached is None:
+                    if not closed:  # H[:, :, k] = H e_k
+                        G0 = levi_from_real_hessian(cols.permute(1, 2, 0))
+                    Gam0 = _solve_transposed(G0, T0)
                 else:
-                    cols = h[nd + 4 * N0 :].detach().reshape(m, N0, m)
-                    G0 = levi_from_real_hessian(cols.permute(1, 2, 0))  # H[:, :, k] = H e_k
-                cached = (G0, _solve_transposed(G0, T0))
-                self._cache = ((z0.clone(), u0.clone(), v0.clone()), cached)
+                    G0, Gam0 = cached
+                Bc = self._coef(layout["Bdu"], z0) * du + self._coef(layout["Bgam"], z0) * Gam0[idx]
+                pd, hd = p[:nd].reshape(C, N, m), h[:nd].reshape(C, N, m)
+                out = cut(_grad((dZ * pd).sum() + (to_real(Bc) * hd).sum(), X, keep)[:nd])
+        if cached is None:
             if deriv is None:
-                return cached, None
-            G0, Gam0 = cached
-            Bc = self._coef(layout["Bdu"], z0) * du + self._coef(layout["Bgam"], z0) * Gam0[idx]
-            s = (dZ * p[:nd].reshape(C, N, m)).sum() + (to_real(Bc) * h[:nd].reshape(C, N, m)).sum()
-            out = _grad(s, X, False)[:nd].detach()
+                if not closed:
+                    G0 = levi_from_real_hessian(cols.permute(1, 2, 0))
+                Gam0 = _solve_transposed(G0, T0)
+            cached = (G0, Gam0)
+            if not keep:
+                key = (z0.clone(), u0.clone(), v0.clone())
+                self._cache = (key, cached, _state_token(pot))
+        if deriv is None:
+            return cached, None
         return cached, _solve_transposed(G0[idx], _bracket(out.reshape(C, N, m)))
 
     def _derivative(self, layout, z, u, v, dz, du):
