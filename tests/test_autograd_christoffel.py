@@ -320,6 +320,13 @@ def test_trainable_potential_tensors_keep_their_gradient():
             assert not f().requires_grad
         assert got.abs() > 1e-2
         torch.testing.assert_close(got, (up - down) / (2 * h), rtol=1e-7, atol=1e-9)
+    # A reassigned attribute invalidates the cache too.
+    with torch.no_grad():
+        before = ag.christoffel_contract(z, u, u)
+        pot.c = torch.tensor(0.7, dtype=torch.float64)
+        after = ag.christoffel_contract(z, u, u)
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, AutogradChristoffel(pot).christoffel_contract(z, u, u))
 
 
 def test_manifold_hands_out_the_adapter_only_where_sound():

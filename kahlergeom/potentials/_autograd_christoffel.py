@@ -108,9 +108,14 @@ def _tensors_of(obj, depth: int = 3) -> list:
 
 
 def _state_token(potential) -> tuple:
-    """Identity and in-place version of each tensor the potential holds: a cached result is
-    reused only while this is unchanged."""
-    return tuple((id(t), t._version) for t in _tensors_of(potential))
+    """Each tensor the potential holds with its in-place version: a cached result is reused
+    only while the same tensors (by identity; the token keeps them alive, so an id cannot be
+    reused) are at the same versions."""
+    return tuple((t, t._version) for t in _tensors_of(potential))
+
+
+def _same_state(a: tuple, b: tuple) -> bool:
+    return len(a) == len(b) and all(x is y and u == v for (x, u), (y, v) in zip(a, b, strict=True))
 
 
 def _bracket(out: torch.Tensor) -> torch.Tensor:
@@ -239,7 +244,7 @@ class AutogradChristoffel:
         """The cached ``(G, Γ(u, v))`` at exactly these rows and the same potential state
         (`_state_token`), else ``None``."""
         c = self._cache
-        if c is None or c[2] != _state_token(self.potential):
+        if c is None or not _same_state(c[2], _state_token(self.potential)):
             return None
         for a, b in zip(c[0], (zf, uf, vf), strict=True):
             if a.shape != b.shape or a.dtype != b.dtype or a.device != b.device:
