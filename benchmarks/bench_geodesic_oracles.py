@@ -7,7 +7,10 @@ known in closed form (docs/conventions.md § Closed forms):
 * ``ball``: the complex hyperbolic ball B^2, points uniform in |z| ≤ 0.9;
 * ``fs x ball``: the product FS(CP^1) × B^1, FS points up to |z| = 2, ball points up to 0.8;
 * ``user``: a user-written potential K = log(1 + |z|²) on C^2 (no closed-form Levi matrix or
-  Christoffel symbols: the metric is differentiated by ``torch.func``), truth Fubini–Study.
+  Christoffel symbols: geodesics take its contractions from reverse-mode autograd,
+  `kahlergeom.potentials.AutogradChristoffel`), truth Fubini–Study;
+* ``user-fs``: `FubiniStudy(2)` (closed forms) on exactly the pairs of ``user``: the time
+  ratio of the two is the price of a potential without closed forms.
 
 Each pair is counted as *within 1e-6* (status ``success`` and relative error ≤ 1e-6),
 *flagged* (status not ``success``: NaN from ``dist``) or *silently wrong* (``success`` with a
@@ -18,14 +21,26 @@ Run: ``.venv/bin/python benchmarks/bench_geodesic_oracles.py --seeds 10 --pairs 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import torch
-from _common import ball_dist, fs_dist
 
-import kahlergeom as kg
-from kahlergeom import geodesics
-from kahlergeom.potentials import ComplexHyperbolic, FubiniStudy, KahlerPotential, Product
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # this checkout's kahlergeom, not another installed one
+    sys.path.insert(0, str(ROOT))
+
+from _common import ball_dist, fs_dist  # noqa: E402
+
+import kahlergeom as kg  # noqa: E402
+from kahlergeom import geodesics  # noqa: E402
+from kahlergeom.potentials import (  # noqa: E402
+    ComplexHyperbolic,
+    FubiniStudy,
+    KahlerPotential,
+    Product,
+)
 
 C128 = torch.complex128
 TOL = 1e-6
@@ -46,8 +61,11 @@ def disk_points(P, n, radius, g):
 
 
 def oracle_sets(seed: int, P: int, names=("fs", "ball", "fs x ball", "user")):
-    """``[(name, manifold, z, w, truth)]`` for one seed."""
+    """``[(name, manifold, z, w, truth)]`` for one seed (``user`` and ``user-fs``: the same
+    pairs, from their own generator)."""
     g = torch.Generator().manual_seed(seed)
+    gu = torch.Generator().manual_seed(1000 + seed)
+    user_pairs = disk_points(P, 2, 2.0, gu), disk_points(P, 2, 2.0, gu)
     out = []
     for name in names:
         if name == "fs":
@@ -63,8 +81,11 @@ def oracle_sets(seed: int, P: int, names=("fs", "ball", "fs x ball", "user")):
             truth = torch.sqrt(fs_dist(z1, w1) ** 2 + ball_dist(zb, wb) ** 2)
             out.append((name, M, torch.cat([z1, zb], -1), torch.cat([w1, wb], -1), truth))
         elif name == "user":
-            z, w = disk_points(P, 2, 2.0, g), disk_points(P, 2, 2.0, g)
+            z, w = user_pairs
             out.append((name, kg.KahlerManifold(HandWrittenFS(2)), z, w, fs_dist(z, w)))
+        elif name == "user-fs":
+            z, w = user_pairs
+            out.append((name, kg.KahlerManifold(FubiniStudy(2)), z, w, fs_dist(z, w)))
         else:
             raise ValueError(f"unknown oracle set {name!r}")
     return out
@@ -81,14 +102,17 @@ def classify(r, truth):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds first .. first + seeds - 1")
     ap.add_argument("--pairs", type=int, default=32)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--sets", default="fs,ball,fs x ball,user", help="comma-separated sets")
+    ap.add_argument(
+        "--sets", default="fs,ball,fs x ball,user", help="comma-separated sets (also user-fs)"
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     names = [s.strip() for s in args.sets.split(",")]
     tot = {n: [0, 0, 0, 0, 0.0, 0.0] for n in names}  # within, flagged, wrong, all, time, max err
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         for name, M, z, w, truth in oracle_sets(seed, args.pairs, names):
             t0 = time.perf_counter()
             r = geodesics.solve_log(M, z, w)
@@ -110,7 +134,7 @@ def main():
     print()
     print(
         f"torch {torch.__version__}, threads {torch.get_num_threads()}, float64, "
-        f"{args.seeds} seeds x {args.pairs} pairs"
+        f"seeds {args.first_seed}..{args.first_seed + args.seeds - 1} x {args.pairs} pairs"
     )
     print()
     print(
@@ -125,6 +149,12 @@ def main():
             f"{wr} | {emax:.1e} | {dt / al:.3f} |"
         )
         verdict = verdict and wr == 0 and wi >= 0.95 * al
+    if "user" in tot and "user-fs" in tot and tot["user-fs"][4] > 0:
+        print()
+        print(
+            "user (reverse-mode contractions) vs user-fs (FubiniStudy closed forms), same "
+            f"pairs: {tot['user'][4] / tot['user-fs'][4]:.1f}x the time per pair"
+        )
     print()
     print(
         f"issue 11 target (>= 95% within 1e-6 on every set, the rest flagged, 0 silently "

@@ -20,6 +20,7 @@ from kahlergeom._checks import (
 )
 from kahlergeom._linalg import hermitian_logdet_ex, psd_test, real_metric
 from kahlergeom.geodesics import _api as _geo_api
+from kahlergeom.potentials._autograd_christoffel import AutogradChristoffel, reverse_mode_usable
 from kahlergeom.potentials._base import KahlerPotential
 from kahlergeom.wirtinger._ddbar import _levi, closedness_residual
 
@@ -373,10 +374,21 @@ class KahlerManifold(HermitianManifold):
 
     @property
     def closed_form_christoffel(self):
-        """The potential when it has closed-form Christoffel contractions (`christoffel_contract`
-        and its derivative; geodesics then integrate without automatic differentiation), else
-        ``None``."""
-        return self.potential if self.potential.has_closed_form_christoffel else None
+        """Christoffel contractions for the geodesic and variational equations without
+        ``torch.func`` transforms: the potential itself when it has closed forms
+        (`KahlerPotential.has_closed_form_christoffel`; no automatic differentiation at all),
+        else an `AutogradChristoffel` of it (reverse-mode ``torch.autograd`` on the batched
+        potential), except while a ``torch.func`` transform is active or for a potential that
+        is not `KahlerPotential.batched_call` (``None``: the equations then differentiate the
+        metric field themselves)."""
+        if self.potential.has_closed_form_christoffel:
+            return self.potential
+        if not (self.potential.batched_call and reverse_mode_usable()):
+            return None
+        adapter = self.__dict__.get("_autograd_christoffel")
+        if adapter is None:
+            adapter = self._autograd_christoffel = AutogradChristoffel(self.potential)
+        return adapter
 
     def log_volume_density(self, z: torch.Tensor) -> torch.Tensor:
         r"""$\log\det G(z)$; the potential's closed form ``log_det_levi`` when it has one.

@@ -4,6 +4,7 @@ A potential is a real function K on a domain of C^n; its Levi matrix ∂∂̄K i
 Subclass `KahlerPotential` and implement ``__call__`` to add your own.
 """
 
+from kahlergeom.potentials._autograd_christoffel import AutogradChristoffel
 from kahlergeom.potentials._base import KahlerPotential, sq_norm
 from kahlergeom.potentials._closed_forms import ComplexHyperbolic, Flat, FubiniStudy, SiegelDisk
 from kahlergeom.potentials._combinators import LogSumExp, PotentialSum, Product, lse_levi
@@ -12,6 +13,7 @@ from kahlergeom.potentials._mixture import GaussianMixturePotential, Quadratic
 from kahlergeom.potentials._ridge import RidgePotential
 
 __all__ = [
+    "AutogradChristoffel",
     "ComplexHyperbolic",
     "Flat",
     "FubiniStudy",

@@ -43,11 +43,13 @@ class KahlerPotential(abc.ABC):
 
     #: Human-readable description of the domain, used in error messages.
     domain_description: str = "all of C^n"
-
-    #: ``__call__`` maps a batch ``(..., n) → (...)`` point by point, so the Wirtinger engine
-    #: (`kahlergeom.ddbar`, the default `levi` and `partial`) evaluates it on whole blocks of
-    #: points with ``torch.autograd``. Set it to ``False`` in a subclass whose values mix points
-    #: (then every point is differentiated on its own, under ``torch.func.vmap``).
+    #: ``__call__`` maps a batch of any shape ``(..., n) → (...)`` point by point, so the
+    #: Wirtinger engine (`kahlergeom.ddbar`, the default `levi` and `partial`) evaluates it on
+    #: whole blocks of points with ``torch.autograd``, and geodesics take Christoffel
+    #: contractions from reverse-mode passes over a batch (`AutogradChristoffel`). Set it to
+    #: ``False`` in a subclass whose values mix points or pair its input with a fixed batch
+    #: (e.g. one base point per batch entry): every point is then differentiated on its own,
+    #: under ``torch.func.vmap``.
     batched_call: bool = True
 
     def __init__(self, n: int):

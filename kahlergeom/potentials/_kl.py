@@ -47,6 +47,11 @@ class KLPotential(KahlerPotential):
             )
         super().__init__(z0.shape[-1])
 
+    @property
+    def batched_call(self) -> bool:  # type: ignore[override]
+        """Only with a single base point does ``__call__`` accept any batch of points."""
+        return self.z0.ndim == 1
+
     def _params(self, z):
         return decode_params(self.decoder, self.likelihood, z)
 
