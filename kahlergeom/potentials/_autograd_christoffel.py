@@ -220,8 +220,9 @@ class AutogradChristoffel:
             )
         if not potential.batched_call:
             raise ValueError(
-                f"potential {potential!r} is not batched (KahlerPotential.batched_call is False: its "
-                "__call__ does not evaluate any batch of points independently); reverse-mode "
+                f"potential {potential!r} is not batched (KahlerPotential.batched_call is "
+                "False: its __call__ does not evaluate any batch of points independently); "
+                "reverse-mode "
                 "contractions need that contract."
             )
         self.potential = potential
