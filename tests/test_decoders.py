@@ -80,6 +80,21 @@ def test_complex_gaussian_kl_variance_shapes(gen, shape0, shape):
     assert_close(got, kl)
 
 
+@pytest.mark.parametrize("shape0", [(), (3,), (4, 3), (4, 1)])
+@pytest.mark.parametrize("shape", [(), (3,), (4, 3), (4, 1)])
+def test_real_gaussian_kl_variance_shapes(gen, shape0, shape):
+    """The same variance shapes for the real Gaussian, against torch.distributions."""
+    lik = RealGaussian()
+    mean, mean0 = rand(4, 3, gen=gen), rand(4, 3, gen=gen)
+    var0 = (0.3 * rand(*shape0, gen=gen)).exp() if shape0 else torch.tensor(1.3, dtype=F64)
+    var = (0.3 * rand(*shape, gen=gen)).exp() if shape else torch.tensor(0.7, dtype=F64)
+    p0 = dist.Normal(mean0, var0.expand(4, 3).sqrt())
+    p = dist.Normal(mean, var.expand(4, 3).sqrt())
+    got = lik.kl((mean0, var0), (mean, var))
+    assert got.shape == (4,)
+    assert_close(got, dist.kl_divergence(p0, p).sum(-1))
+
+
 def test_real_gaussian_log_prob_and_kl(gen):
     lik = RealGaussian()
     mean, mean0 = rand(4, 3, gen=gen), rand(4, 3, gen=gen)

@@ -190,11 +190,17 @@ class ComplexGaussian(Likelihood):
         mean0, var0 = params0
         mean, var = params
         d = mean - mean0
-        sq = d.real**2 + d.imag**2  # (..., D)
-        D = sq.shape[-1]
-        ratio = var0 / var
-        out = _sum_outputs(ratio - 1 - torch.log(ratio), D) + _sum_outputs(sq / var, D)
-        return out.expand(sq.shape[:-1]) if out.shape != sq.shape[:-1] else out
+        return _gaussian_kl_sum(d.real**2 + d.imag**2, var0, var)
+
+
+def _gaussian_kl_sum(sq: torch.Tensor, var0: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+    """Σ_d σ₀²/σ² − 1 − log(σ₀²/σ²) + sq/σ² for squared mean differences ``sq`` ``(..., D)``,
+    the variance terms at the variances' own shape (a scalar or per-point variance is not
+    expanded over the D outputs): the complex Gaussian's KL, twice the real one's."""
+    D = sq.shape[-1]
+    ratio = var0 / var
+    out = _sum_outputs(ratio - 1 - torch.log(ratio), D) + _sum_outputs(sq / var, D)
+    return out.expand(sq.shape[:-1])
 
 
 def _sum_outputs(x: torch.Tensor, D: int) -> torch.Tensor:
@@ -238,9 +244,7 @@ class RealGaussian(Likelihood):
     def kl(self, params0, params):
         mean0, var0 = params0
         mean, var = params
-        sq = (mean - mean0) ** 2
-        sq, var, var0 = torch.broadcast_tensors(sq, var, var0)
-        return 0.5 * (var0 / var - 1 + torch.log(var) - torch.log(var0) + sq / var).sum(-1)
+        return 0.5 * _gaussian_kl_sum((mean - mean0) ** 2, var0, var)
 
 
 class Bernoulli(Likelihood):

@@ -18,12 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from kahlergeom._linalg import from_real, real_metric, to_real
-from kahlergeom.geodesics._equations import (
-    closed_form_of,
-    geodesic_rhs,
-    geodesic_variational_rhs,
-    inside_fn,
-)
+from kahlergeom.geodesics._equations import geodesic_rhs, geodesic_variational_rhs, inside_fn
 from kahlergeom.geodesics._ode import (
     CONJUGATE_POINT,
     NON_FINITE,
@@ -178,29 +173,24 @@ def segment_energy_fn(manifold, K: int):
     return energy
 
 
-def segment_derivatives_batched(manifold, K: int, a: torch.Tensor, b: torch.Tensor):
+def segment_derivatives_batched(squared_norm_real, K: int, a: torch.Tensor, b: torch.Tensor):
     r"""Gradient and Hessian of `segment_energy_fn` for a batch of segments by reverse mode.
 
     ``a, b`` ``(S, 2n)`` → ``(ga, gb, Haa, Hab, Hbb)`` (``(S, 2n)`` and ``(S, 2n, 2n)``), the
     same quantities as ``vmap`` of ``torch.func`` ``grad``/``hessian`` of the segment energy,
-    from one batched evaluation: a gradient with ``create_graph``, then all 4n Hessian
-    columns in one batched backward pass (the segments are independent, so the gradient of the
-    batch sum is each segment's gradient). $h(d, d)$ comes from the closed form's
-    ``squared_norm_real`` in real arithmetic where it has one, else from ``metric_field``. Only
-    for plain batched torch metric fields (closed forms, not differentiated by ``torch.func``
-    themselves), where it avoids the per-operation cost of forward-mode AD.
+    from one batched evaluation of ``squared_norm_real(u, r)`` = h(v, v) in real coordinates
+    (a closed-form potential's `KahlerPotential.squared_norm_real`): a gradient with
+    ``create_graph``, then all 4n Hessian columns in one batched backward pass (the segments
+    are independent, so the gradient of the batch sum is each segment's gradient). Only for
+    plain batched torch code (closed forms, not differentiated by ``torch.func`` themselves),
+    where it avoids the per-operation cost of forward-mode AD.
     """
     m = a.shape[-1]
-    sq = getattr(closed_form_of(manifold), "squared_norm_real", None)
     x = torch.cat([a, b], -1).detach().requires_grad_(True)
     eye = torch.eye(2 * m, dtype=x.dtype, device=x.device)
     with torch.enable_grad():
         xa, xb = x[:, :m], x[:, m:]
-        if sq is not None:
-            q = sq(0.5 * (xa + xb), xb - xa)
-        else:
-            d, mid = from_real(xb - xa), from_real(0.5 * (xa + xb))
-            q = torch.einsum("sa,sab,sb->s", d, manifold.metric_field(mid), d.conj()).real
+        q = squared_norm_real(0.5 * (xa + xb), xb - xa)
         (g,) = torch.autograd.grad((K + 1) * q.sum(), x, create_graph=True)
         with warnings.catch_warnings():  # a missing batching rule only costs speed
             warnings.filterwarnings("ignore", message=".*performance drop.*")

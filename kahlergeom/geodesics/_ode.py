@@ -86,8 +86,8 @@ _E = tuple(b5 - b4 for b5, b4 in zip(_B5 + (0.0,), _B4, strict=True))
 #: Dense output of the Dormand–Prince pair (Shampine's fourth-order continuous extension):
 #: within an accepted step, y(t + θh) = y + h Σ_k k_k Σ_j P[k][j] θ^{j+1} for the seven stage
 #: derivatives k_k (the seventh at the new state). At θ = 1 the row sums are the fifth-order
-#: weights `_B5`; the θ-derivative is k_1 at θ = 0 and k_7 at θ = 1 (tests/test_ode.py checks
-#: both and the order).
+#: weights `_B5`, and at θ = 0 the state itself (tests/test_geodesics.py checks both ends and the
+#: order).
 _P_DENSE = (
     (1.0, -8048581381 / 2820520608, 8663915743 / 2820520608, -12715105075 / 11282082432),
     (0.0, 0.0, 0.0, 0.0),
@@ -337,14 +337,13 @@ class Dopri5(_EmbeddedRK):
         """The six stage derivatives of one Dormand–Prince step; ``h`` is ``(B, 1)``."""
         ks = [k1]
         for row in _A[1:]:
-            incr = sum(a * k for a, k in zip(row, ks, strict=False) if a != 0.0)
-            ks.append(f(y + h * incr))
+            ks.append(f(y + h * _combine(row, ks)))
         return ks
 
     @staticmethod
     def step5(y: torch.Tensor, ks: list, h: torch.Tensor) -> torch.Tensor:
         """The fifth-order update from the stages."""
-        return y + h * sum(b * k for b, k in zip(_B5, ks, strict=True) if b != 0.0)
+        return y + h * _combine(_B5, ks)
 
     def fixed_steps(
         self, f: Callable, y0: torch.Tensor, t_end: float | torch.Tensor, steps: int
@@ -365,14 +364,13 @@ class Dopri5(_EmbeddedRK):
         ks = self.stages(f, y, k1, h)
         y_new = self.step5(y, ks, h)
         ks = ks + [f(y_new)]
-        err_vec = h * sum(e * k for e, k in zip(_E, ks, strict=True) if e != 0.0)
-        return y_new, ks, _rms(err_vec / scale_of(y_new))
+        return y_new, ks, _rms(h * _combine(_E, ks) / scale_of(y_new))
 
     def _dense(self, f, y, ks, h, theta):
         return dense_output(y, ks, h, theta)
 
     def _stage_points(self, y, ks, h, y_new):
-        return _dopri_stages(y, ks, h, y_new)
+        return _stage_points(_A[1:], y, ks, h, y_new)
 
 
 @dataclass(frozen=True)
@@ -430,8 +428,7 @@ class Dop853(_EmbeddedRK):
         return y[:, None, :] + out
 
     def _stage_points(self, y, ks, h, y_new):
-        points = [y + h * _combine(row, ks) for row in _A8[1:12]]
-        return list(zip(points + [y_new], ks[1:], strict=True))
+        return _stage_points(_A8[1:12], y, ks, h, y_new)
 
 
 def _combine(coefficients, ks):
@@ -542,12 +539,11 @@ def _field_non_finite(inside, y, rows, stages) -> tuple[torch.Tensor, torch.Tens
     return rows & hit & ~out, rows & out
 
 
-def _dopri_stages(y, ks, h, y_new):
-    """``(point, derivative)`` of the stages 2–7 of a Dormand–Prince step (stage 1 is at the
-    accepted state, its derivative known finite; stage 7 is at the trial state)."""
-    points = [
-        y + h * sum(a * k for a, k in zip(row, ks, strict=False) if a != 0.0) for row in _A[1:]
-    ]
+def _stage_points(rows, y, ks, h, y_new):
+    """``(point, derivative)`` of the stages after the first of an embedded RK step with the
+    tableau ``rows`` (stage 1 is at the accepted state, its derivative known finite; the last
+    stage is at the trial state ``y_new``)."""
+    points = [y + h * _combine(row, ks) for row in rows]
     return list(zip(points + [y_new], ks[1:], strict=True))
 
 

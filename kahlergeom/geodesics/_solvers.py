@@ -130,13 +130,14 @@ class Shooting(GeodesicSolver):
     Two Jacobian strategies (``jacobian``): ``"exact"`` integrates the variational equations
     at every iterate (Newton: residual, Jacobian and certificate from one integration; the
     early iterations, while more than `LOOSE_FRACTION` of the active pairs miss by more than
-    `LOOSE_UNTIL`,
-    with the integrator loosened, up to ``max_iter`` of them besides the ``max_iter`` others);
+    `LOOSE_UNTIL`, with the integrator loosened, up to ``max_iter`` of them besides the
+    ``max_iter`` others);
     ``"broyden"`` integrates them only at the start, after stalls and to certify, with Broyden
     rank-one updates from plain integrations in between. ``"auto"`` (default) takes
-    ``"exact"`` where the manifold has closed-form Christoffel contractions (a variational
-    integration costs about three plain ones there) and ``"broyden"`` otherwise (autodiff
-    makes it many times dearer).
+    ``"exact"`` where the manifold provides Christoffel contractions
+    (``closed_form_christoffel``: closed forms, or reverse-mode ones for any batched potential;
+    a variational integration costs about three plain ones there) and ``"broyden"`` otherwise
+    (nested ``torch.func`` autodiff makes it many times dearer).
 
     Args:
         max_iter: Newton iterations (≥ 0).
@@ -405,8 +406,10 @@ class EnergyMinimisation(GeodesicSolver):
         seg = segment_energy_fn(manifold, K)
         vg = vmap(grad(seg, argnums=(0, 1)))
         vh = vmap(hessian(seg, argnums=(0, 1)))
+        # A closed-form potential's h(v, v) is plain batched torch code: reverse mode over all
+        # segments at once (`segment_derivatives_batched`) instead of vmapped torch.func.
         cf = closed_form_of(manifold)
-        batched = getattr(cf, "has_closed_form_levi", False)  # plain torch metric field
+        sq = cf.squared_norm_real if getattr(cf, "has_closed_form_levi", False) else None
         dtype = z.real.dtype
         eps = torch.finfo(dtype).eps
         p = to_real(X0).reshape(P, K * 2 * n)
@@ -416,8 +419,8 @@ class EnergyMinimisation(GeodesicSolver):
             """Gradient and Hessian of the energy, per segment (4n variables) and assembled."""
             pts = torch.cat([uz[:, None], p.reshape(P, K, 2 * n), uw[:, None]], 1)
             a, b = pts[:, :-1].reshape(-1, 2 * n), pts[:, 1:].reshape(-1, 2 * n)
-            if batched:
-                ga, gb, Haa, Hab, Hbb = segment_derivatives_batched(manifold, K, a, b)
+            if sq is not None:
+                ga, gb, Haa, Hab, Hbb = segment_derivatives_batched(sq, K, a, b)
             else:
                 (ga, gb), ((Haa, Hab), (_, Hbb)) = vg(a, b), vh(a, b)
             S = (P, K + 1, 2 * n)

@@ -8,6 +8,7 @@ import torch
 from torch.func import jvp
 
 from kahlergeom._checks import check_positive_int
+from kahlergeom._linalg import from_real
 from kahlergeom.wirtinger._ddbar import _levi, _partial
 
 
@@ -119,9 +120,8 @@ class KahlerPotential(abc.ABC):
         differentiated twice through it by reverse mode, where real arithmetic costs a fraction
         of complex. Default: from `levi`; the radial closed forms override it.
         """
-        n = self.n
-        z, v = torch.complex(u[..., :n], u[..., n:]), torch.complex(r[..., :n], r[..., n:])
-        return torch.einsum("...a,...ab,...b->...", v, self.levi(z), v.conj()).real
+        v = from_real(r)
+        return torch.einsum("...a,...ab,...b->...", v, self.levi(from_real(u)), v.conj()).real
 
     @property
     def has_closed_form_levi(self) -> bool:
