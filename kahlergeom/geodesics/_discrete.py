@@ -37,8 +37,10 @@ true length of a curve from z to w (an upper bound of the distance) to that accu
 discretisation is checked: from the lengths at K/8, K/4, K/2 and K segments,
 `discretisation_error` estimates the relative error of the length at K (Richardson where the
 K^-4 rate is observed, else the larger of the last two changes), plus the quadrature's own
-estimate; it must be at most ``length_rtol``, else K is doubled (up to ``max_segments``) for
-the pairs that fail; pairs that pass leave the iteration. ``converged``
+estimate, plus the optimisation's (a quarter of the final relative Newton decrement: the
+energy iteration stops at ``energy_rtol``, by default 1/100 of ``length_rtol``); it must be at most ``length_rtol``, else K is doubled (up to ``max_segments``) for
+the pairs that fail; pairs that pass leave the iteration. The default ``length_rtol`` is 1e-4 on
+decoder manifolds and 1e-6 elsewhere (float64; `DiscreteEnergy.tolerances`). ``converged``
 (and status ``success``) means: the energy iteration converged at the last level *and* the
 discretisation check passed. End points are fixed nodes (exact); ``velocity`` is the spline's
 tangent at t = 0. With ``refine`` (a `Shooting`), that tangent seeds Newton shooting, whose
@@ -66,10 +68,20 @@ ARMIJO, BACKTRACK = 1e-4, 0.5
 #: Line-search halvings after which a pair is given up (its step is 2^-40 of the quasi-Newton
 #: step: no progress is possible).
 MAX_HALVINGS = 40
-#: Default tolerances per real dtype: relative Newton decrement of the energy, estimated
-#: relative discretisation error of the length.
-ENERGY_RTOL = {torch.float64: 1e-12, torch.float32: 1e-7}
+#: Default tolerance of the length's estimated relative discretisation error per real dtype:
+#: `LENGTH_RTOL` on manifolds without decoder hooks (closed-form charts, metric fields),
+#: `DECODER_LENGTH_RTOL` on decoder manifolds (``decoder_params``/``decoder_kl``: a
+#: `FisherManifold`). A decoder with a non-smooth activation (ReLU, cardioid) has a metric whose
+#: curves converge slowly under refinement (about K^-2): on the n = 4, D = 784 cardioid decoder of
+#: ``benchmarks/bench_geodesics.py`` 1e-4 costs ~1 s per pair and 1e-6 ~9 s (K up to 1024), while
+#: stochman's default answers to ~1e-3; ``length_rtol=1e-6`` asks for more (docs/geodesics.md).
 LENGTH_RTOL = {torch.float64: 1e-6, torch.float32: 1e-3}
+DECODER_LENGTH_RTOL = {torch.float64: 1e-4, torch.float32: 1e-3}
+#: Default energy tolerance as a fraction of the length tolerance: the iteration stops at a
+#: Newton decrement λ² ≤ ``energy_rtol`` · E, an energy gap of about λ²/2 and so a relative
+#: length gap of about ``energy_rtol``/4 (E ≈ L² at constant speed): 1/400 of the length
+#: tolerance, far below the level-to-level changes the discretisation check compares.
+ENERGY_PER_LENGTH_RTOL = 1e-2
 ENERGIES = ("auto", "divergence", "metric")
 #: Ratios of successive length changes taken as the K^-4 regime (16) of the spline length, and
 #: the change below which (in ulps of the length) a length counts as converged.
@@ -580,7 +592,7 @@ class DiscreteEnergy(GeodesicSolver):
     length of a curve from z to w), ``velocity`` its tangent at t = 0, ``nodes`` the spline's
     nodes, ``discretisation`` the estimated relative discretisation error of the length
     (`discretisation_error`, from the lengths at K/8 … K segments, plus the adaptive length
-    quadrature's own estimate), ``holomorphic`` which energy each pair's curve minimises
+    quadrature's own estimate and a quarter of the final relative Newton decrement), ``holomorphic`` which energy each pair's curve minimises
     (divergence energy only),
     ``residual`` 0 (the end points are fixed nodes), ``certificate`` ``"discrete"`` (a
     converged energy minimiser: locally minimising, up to the discretisation). ``converged``
@@ -597,10 +609,13 @@ class DiscreteEnergy(GeodesicSolver):
         max_iter: energy evaluations (batched over pairs) per level.
         history: L-BFGS memory.
         energy_rtol: Newton decrement (from the L-BFGS direction) relative to the energy below
-            which a pair's iteration has converged (``None``: 1e-12 in float64, 1e-7 in
-            float32).
-        length_rtol: tolerance of the discretisation check (``None``: 1e-6 in float64, 1e-3 in
-            float32).
+            which a pair's iteration has converged (``None``: `ENERGY_PER_LENGTH_RTOL` = 1/100
+            of the length tolerance, at most 1e-6; a relative length gap of about 1/400 of it).
+        length_rtol: tolerance of the discretisation check (``None``: on decoder manifolds
+            1e-4 in float64, 1e-3 in float32 (`DECODER_LENGTH_RTOL`: ten times tighter than
+            stochman's default answers, at a fraction of its time; a non-smooth decoder needs
+            K ≈ 1000 segments, ~9× the time, for 1e-6); on other manifolds 1e-6 in float64,
+            1e-3 in float32 (`LENGTH_RTOL`). `tolerances` returns the values used.
         energy: ``"divergence"`` (needs the manifold's ``decoder_params`` and ``decoder_kl``
             hooks), ``"metric"`` (any manifold) or ``"auto"`` (divergence when available).
         holomorphic: whether the rotated divergence term is dropped (half the decoder
@@ -707,7 +722,9 @@ class DiscreteEnergy(GeodesicSolver):
         """Batched preconditioned L-BFGS on the interior nodes of ``X`` ``(P, K+1, n)``
         (``holomorphic``: the divergence energy without its rotated term).
 
-        Returns ``(X, converged (P,), energy (P,))``.
+        Returns ``(X, converged (P,), energy (P,), decrement (P,))``, ``decrement`` the final
+        relative Newton decrement $-g^\top D / E$ (D the preconditioned L-BFGS direction), whose
+        quarter estimates the relative length gap to the level's minimiser (E ≈ L²).
         """
         P, K1, n = X.shape
         K = K1 - 1
@@ -784,21 +801,37 @@ class DiscreteEnergy(GeodesicSolver):
         Xo = torch.cat(
             [ends[0][:, None], from_real(p.reshape(P, K - 1, 2 * n)), ends[1][:, None]], 1
         )
-        return Xo, converged & torch.isfinite(E), E
+        scale = E.abs().clamp_min(torch.finfo(dtype).tiny)
+        decrement = torch.where(torch.isfinite(E), (-gd).clamp_min(0) / scale, math.inf)
+        return Xo, converged & torch.isfinite(E), E, decrement
 
     # -- holomorphy -------------------------------------------------------------------------
-    def holomorphy_tolerance(self, dtype: torch.dtype) -> float:
+    def tolerances(self, manifold, dtype: torch.dtype) -> tuple[float, float]:
+        """``(energy_rtol, length_rtol)`` used on ``manifold`` in ``dtype``: the options, or
+        their defaults (``length_rtol``: `DECODER_LENGTH_RTOL` on decoder manifolds, else
+        `LENGTH_RTOL`; ``energy_rtol``: `ENERGY_PER_LENGTH_RTOL` × the length tolerance, at most
+        `COARSE_ENERGY_RTOL`, the coarse levels' tolerance)."""
+        if self.length_rtol is not None:
+            ltol = self.length_rtol
+        elif _decoder_hooks(manifold) is not None:
+            ltol = DECODER_LENGTH_RTOL[dtype]
+        else:
+            ltol = LENGTH_RTOL[dtype]
+        if self.energy_rtol is not None:
+            return self.energy_rtol, ltol
+        return min(ENERGY_PER_LENGTH_RTOL * ltol, COARSE_ENERGY_RTOL), ltol
+
+    def holomorphy_tolerance(self, manifold, dtype: torch.dtype) -> float:
         """Largest `holomorphy_defect` at which ``holomorphic="auto"`` drops the rotated term:
         `HOLOMORPHY_RTOL` for the dtype, at most a tenth of the length tolerance."""
-        ltol = self.length_rtol if self.length_rtol is not None else LENGTH_RTOL[dtype]
-        return min(HOLOMORPHY_RTOL[dtype], ltol / 10)
+        return min(HOLOMORPHY_RTOL[dtype], self.tolerances(manifold, dtype)[1] / 10)
 
     def _holomorphic_along(self, manifold, X: torch.Tensor) -> torch.Tensor:
         """bool ``(P,)``: the real Fisher matrix is J-invariant (to `holomorphy_tolerance`) at
         every point of ``X`` ``(P, T, n)``."""
         P, T, n = X.shape
         defect = holomorphy_defect(manifold, X.reshape(-1, n)).reshape(P, T)
-        return defect.amax(-1) <= self.holomorphy_tolerance(X.real.dtype)
+        return defect.amax(-1) <= self.holomorphy_tolerance(manifold, X.real.dtype)
 
     # -- the solve --------------------------------------------------------------------------
     def _levels(self, manifold, z, w, kind, holomorphic, etol, ltol):
@@ -829,7 +862,7 @@ class DiscreteEnergy(GeodesicSolver):
                 X = resample(X, K)
             # Levels whose length is not checked only start the next one: a loose tolerance.
             tol = etol if 8 * K >= self.segments else max(etol, COARSE_ENERGY_RTOL)
-            X, conv, _ = self.minimise(manifold, X, kind, tol, holomorphic)
+            X, conv, _, decrement = self.minimise(manifold, X, kind, tol, holomorphic)
             if 8 * K < self.segments:
                 continue  # lengths only at the last four regular levels and beyond
             with torch.no_grad():
@@ -839,7 +872,8 @@ class DiscreteEnergy(GeodesicSolver):
                 L[idx], qerr = adaptive_spline_length(manifold, X, qtol)
             if K >= self.segments:
                 est = discretisation_error(hist[0][idx], hist[1][idx], hist[2][idx], L[idx])
-                err[idx] = est = est + qerr
+                # + the optimisation's share: a quarter of the relative Newton decrement
+                err[idx] = est = est + qerr + decrement / 4
                 passed = conv & (est <= ltol) & torch.isfinite(L[idx])
                 ok[idx] = passed
                 stop = passed | (K == levels[-1])
@@ -855,8 +889,7 @@ class DiscreteEnergy(GeodesicSolver):
         P, n = z.shape
         dtype, dev = z.real.dtype, z.device
         kind = self.energy_kind(manifold)
-        etol = self.energy_rtol if self.energy_rtol is not None else ENERGY_RTOL[dtype]
-        ltol = self.length_rtol if self.length_rtol is not None else LENGTH_RTOL[dtype]
+        etol, ltol = self.tolerances(manifold, dtype)
         auto = self.holomorphic == "auto"
         if kind == "metric":  # no rotated term to drop
             holo = torch.zeros(P, dtype=torch.bool, device=dev)
