@@ -38,9 +38,10 @@ discretisation is checked: from the lengths at K/8, K/4, K/2 and K segments,
 `discretisation_error` estimates the relative error of the length at K (Richardson where the
 K^-4 rate is observed, else the larger of the last two changes), plus the quadrature's own
 estimate, plus the optimisation's (a quarter of the final relative Newton decrement: the
-energy iteration stops at ``energy_rtol``, by default 1/100 of ``length_rtol``); it must be at most ``length_rtol``, else K is doubled (up to ``max_segments``) for
-the pairs that fail; pairs that pass leave the iteration. The default ``length_rtol`` is 1e-4 on
-decoder manifolds and 1e-6 elsewhere (float64; `DiscreteEnergy.tolerances`). ``converged``
+energy iteration stops at ``energy_rtol``, by default 1/100 of ``length_rtol``); it must be at
+most ``length_rtol``, else K is doubled (up to ``max_segments``) for the pairs that fail;
+pairs that pass leave the iteration. The default ``length_rtol`` is 1e-4 on decoder manifolds
+and 1e-6 elsewhere (float64; `DiscreteEnergy.tolerances`). ``converged``
 (and status ``success``) means: the energy iteration converged at the last level *and* the
 discretisation check passed. End points are fixed nodes (exact); ``velocity`` is the spline's
 tangent at t = 0. With ``refine`` (a `Shooting`), that tangent seeds Newton shooting, whose
@@ -592,8 +593,8 @@ class DiscreteEnergy(GeodesicSolver):
     length of a curve from z to w), ``velocity`` its tangent at t = 0, ``nodes`` the spline's
     nodes, ``discretisation`` the estimated relative discretisation error of the length
     (`discretisation_error`, from the lengths at K/8 … K segments, plus the adaptive length
-    quadrature's own estimate and a quarter of the final relative Newton decrement), ``holomorphic`` which energy each pair's curve minimises
-    (divergence energy only),
+    quadrature's own estimate and a quarter of the final relative Newton decrement),
+    ``holomorphic`` which energy each pair's curve minimises (divergence energy only),
     ``residual`` 0 (the end points are fixed nodes), ``certificate`` ``"discrete"`` (a
     converged energy minimiser: locally minimising, up to the discretisation). ``converged``
     requires the energy iteration's convergence at the last level and ``discretisation`` ≤
