@@ -225,7 +225,6 @@ def test_blocks_respect_chunk_size_and_the_element_budget(gen, monkeypatch):
             seen.append(z.shape[0])
             return super().__call__(z)
 
-    monkeypatch.setattr(engine, "_ROW_MODE", _Always("loop"))  # no timing runs: count calls
     pot = Recording(2)
     z = random_points(2, (3, 5), generator=gen)
     G = kg.ddbar(pot, z)
@@ -247,7 +246,8 @@ def test_blocks_respect_chunk_size_and_the_element_budget(gen, monkeypatch):
 
 
 def test_fallback_without_a_batching_rule(gen, monkeypatch):
-    """Where torch has no batching rule for some backward, the other modes are used."""
+    """Where torch has no batching rule for some backward, the rows are looped (remembered per
+    kind of function, so the batched pass is tried once)."""
     real_grad = torch.autograd.grad
     batched_calls = []
 
@@ -260,33 +260,20 @@ def test_fallback_without_a_batching_rule(gen, monkeypatch):
     pot = _mixture(2, gen)
     z = random_points(2, (8,), generator=gen)
     G = kg.ddbar(pot, z)
+    assert engine._row_mode(pot, 4, 2) == "batched"
     monkeypatch.setattr(torch.autograd, "grad", grad)
-    monkeypatch.setattr(engine, "_ROW_MODE", {})
+    monkeypatch.setattr(engine, "_NO_BATCHING_RULE", set())
     assert_close(kg.ddbar(pot, z, chunk_size=4), G, **SAME)
-    assert len(batched_calls) == 1  # tried once while timing the first block, never chosen
-    assert set(engine._ROW_MODE.values()) <= {"loop", "replicated"}
-    batched_calls.clear()
-    engine._ROW_MODE.clear()
-    engine._ROW_MODE[engine._row_key(pot, z[:4], True)] = "batched"  # e.g. chosen elsewhere
-    assert_close(kg.ddbar(pot, z, chunk_size=4), G, **SAME)
-    assert len(batched_calls) == 1  # tried once, then looped
-    assert set(engine._ROW_MODE.values()) == {"loop"}
+    assert len(batched_calls) == 1  # tried on the first block, then looped
+    assert engine._NO_BATCHING_RULE == {GaussianMixturePotential}
+    other = _mixture(2, gen)
+    assert_close(kg.ddbar(other, z), kg.ddbar(other, z, batched=False), **SAME)
+    assert len(batched_calls) == 1  # another instance of the same class: looped at once
 
 
-class _Always(dict):
-    """A row-mode table that answers one mode for every key."""
-
-    def __init__(self, mode):
-        super().__init__()
-        self.mode = mode
-
-    def get(self, key, default=None):
-        return self.mode
-
-
-@pytest.mark.parametrize("mode", ["batched", "loop", "replicated"])
+@pytest.mark.parametrize("mode", engine._MODES)
 def test_every_mode_agrees_with_the_per_point_engine(mode, gen, monkeypatch):
-    monkeypatch.setattr(engine, "_ROW_MODE", _Always(mode))
+    monkeypatch.setattr(engine, "_row_mode", lambda f, n_points, n: mode)
     P = _hermitian_pd(3, gen).requires_grad_(True)
     pot = UserPotential(3, P)
     z = random_points(3, (7,), generator=gen)
@@ -301,23 +288,68 @@ def test_every_mode_agrees_with_the_per_point_engine(mode, gen, monkeypatch):
     for case in range(len(IDS)):  # every library potential, in this mode
         lib, zl = library_potentials(gen)[case]
         assert_close(kg.ddbar(lib, zl), kg.ddbar(lib, zl, batched=False), **SAME)
+    for n in (1, 2):  # and the rows themselves against central differences
+        _check_rows_against_finite_differences(mode, n, gen)
 
 
-def test_row_mode_is_measured_once_per_kind_and_size(gen, monkeypatch):
-    monkeypatch.setattr(engine, "_ROW_MODE", {})
-    pot = _mixture(2, gen)
-    z = random_points(2, (8,), generator=gen)
-    G = kg.ddbar(pot, z)
-    assert list(engine._ROW_MODE.values()) in (["batched"], ["loop"], ["replicated"])
-    (key,) = engine._ROW_MODE
-    assert key[0] is GaussianMixturePotential and key[1] == 4
-    other = _mixture(2, gen)
-    assert_close(kg.ddbar(other, z), kg.ddbar(other, z, batched=False), **SAME)
-    assert len(engine._ROW_MODE) == 1  # another instance of the same class, same size
-    assert_close(G, pot.levi(z), **SAME)
-    monkeypatch.setattr(engine, "_ROW_MODE_MAX", 1)
-    kg.ddbar(FubiniStudy(2), z)  # a new key clears the full table first
-    assert len(engine._ROW_MODE) == 1 and next(iter(engine._ROW_MODE))[0] is FubiniStudy
+def _check_rows_against_finite_differences(mode, n, gen):
+    """`_hessian_rows`: R[a] = ∂_x(∂f/∂x_a) + i ∂_y(∂f/∂x_a), R[n + a] = the same for ∂f/∂y_a,
+    against central differences of the closed-form gradient of Fubini–Study,
+    ∂_x K + i ∂_y K = 2 ∂̄K = 2 z / (1 + |z|²) (no autodiff in the oracle)."""
+    z = random_points(n, (4,), generator=gen)
+    R, keep = engine._hessian_rows(FubiniStudy(n), z, True, mode)
+    assert R.shape == (4, 2 * n, n) and not keep
+
+    def g(w):
+        return 2 * w / (1 + (w.real**2 + w.imag**2).sum(-1, keepdim=True))
+
+    h = 1e-5
+    for a in range(2 * n):
+        e = torch.zeros(n, dtype=C128)
+        e[a % n] = 1 if a < n else 1j
+        fd = (g(z + h * e) - g(z - h * e)) / (2 * h)
+        assert_close(R[:, a], fd, rtol=1e-8, atol=1e-8)
+
+
+def test_row_mode_is_a_fixed_rule(gen, monkeypatch):
+    """No timing: the mode depends on n and f.ddbar_mode only, and ddbar follows it."""
+    for B in (1, 1000, 10**6):
+        assert engine._row_mode(FubiniStudy(1), B, 1) == "loop"
+        for n in (2, 3, 8, 16):
+            assert engine._row_mode(FubiniStudy(n), B, n) == "batched"
+
+    def f(w):
+        return torch.log1p((w.real**2 + w.imag**2).sum(-1))
+
+    f.ddbar_mode = "replicated"
+    assert engine._row_mode(f, 10, 2) == "replicated"
+    seen = []
+    real = engine._hessian_rows
+
+    def spy(f, zb, grad_on, mode):
+        seen.append(mode)
+        return real(f, zb, grad_on, mode)
+
+    monkeypatch.setattr(engine, "_hessian_rows", spy)
+    z = random_points(2, (5,), generator=gen)
+    assert_close(kg.ddbar(f, z, batched=True), FubiniStudy(2).levi(z), **SAME)
+    assert_close(kg.ddbar(FubiniStudy(2), z), FubiniStudy(2).levi(z), **SAME)
+    assert_close(kg.ddbar(FubiniStudy(1), z[:, :1]), FubiniStudy(1).levi(z[:, :1]), **SAME)
+    assert seen == ["replicated", "batched", "loop"]
+
+
+def test_lazy_conjugate_and_negative_views(gen):
+    """The engine differentiates at the points themselves: lazily conjugated (or negated)
+    inputs are resolved before f sees them (torch.view_as_real inside f refuses them)."""
+    z = random_points(2, (4,), generator=gen)
+
+    def fs(w):  # Fubini–Study through torch.view_as_real, without a domain check
+        return torch.log1p(torch.view_as_real(w).square().sum((-1, -2)))
+
+    for w in (z.conj(), torch._neg_view(z), torch._neg_view(z.conj())):
+        plain = w.resolve_conj().resolve_neg()
+        assert_close(kg.ddbar(fs, w, batched=True), FubiniStudy(2).levi(plain), **SAME)
+        assert_close(partial(fs, w, batched=True), FubiniStudy(2).partial(plain), **SAME)
 
 
 def test_other_runtime_errors_propagate(gen, monkeypatch):
@@ -465,19 +497,3 @@ def test_columns_of_G_from_2n_hessian_vector_products(n, gen):
         assert torch.trace(0.5 * (P + J.T @ P @ J)) == pytest.approx(m - k)
         # yet its Levi matrix is not 0: tr G = ¼ tr(P_xx + P_yy) = (2n − k)/4
         assert levi_from_real_hessian(P).diagonal().real.sum() == pytest.approx((m - k) / 4)
-
-
-def test_preferred_mode_is_kept_within_the_margin(gen, monkeypatch):
-    monkeypatch.setattr(engine, "_ROW_MODE", {})
-    monkeypatch.setattr(engine, "_MODE_MARGIN", 1e9)  # any timing is "close"
-    z = random_points(2, (5,), generator=gen)
-
-    def f(w):
-        return torch.log1p((w.real**2 + w.imag**2).sum(-1))
-
-    kg.ddbar(f, z, batched=True)
-    assert list(engine._ROW_MODE.values()) == ["batched"]  # the default preference
-    engine._ROW_MODE.clear()
-    f.ddbar_mode = "loop"
-    assert_close(kg.ddbar(f, z, batched=True), FubiniStudy(2).levi(z), **SAME)
-    assert list(engine._ROW_MODE.values()) == ["loop"]

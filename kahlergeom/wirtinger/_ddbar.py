@@ -31,8 +31,6 @@ Two layers:
 
 from __future__ import annotations
 
-import math
-import time
 import warnings
 from collections.abc import Callable
 
@@ -43,7 +41,13 @@ from torch.func import grad as _grad
 from torch.func import hessian, jacfwd, vmap
 
 from kahlergeom._checks import check_chunk_size, check_in_domain, check_points
-from kahlergeom._linalg import from_real, levi_from_real_hessian, to_real, wirtinger
+from kahlergeom._linalg import (
+    from_real,
+    levi_from_hessian_rows,
+    levi_from_real_hessian,
+    to_real,
+    wirtinger,
+)
 
 # torch imports its forward-mode decompositions lazily on the first jvp, and that import emits
 # a DeprecationWarning about torch.jit.script (torch 2.13). Import it once here, silently, so
@@ -190,10 +194,9 @@ def _has_other_leaves(t: torch.Tensor, leaf: torch.Tensor) -> bool:
     return False
 
 
-def _batched_values(f: Callable, u: torch.Tensor) -> torch.Tensor:
-    """f at the points of u (B, 2n), checked: real, one value per point, shape (B,)."""
-    n = u.shape[-1] // 2
-    out = f(torch.complex(u[:, :n], u[:, n:]))
+def _batched_values(f: Callable, w: torch.Tensor) -> torch.Tensor:
+    """f at the complex points w (B, n), checked: real, one value per point, shape (B,)."""
+    out = f(w)
     if not isinstance(out, torch.Tensor):
         raise ValueError(
             f"f must return a torch.Tensor (a real value per point); got {type(out).__name__}."
@@ -203,168 +206,122 @@ def _batched_values(f: Callable, u: torch.Tensor) -> torch.Tensor:
             "f must return a real tensor (a Kähler potential is real-valued); it returned "
             f"{out.dtype}. Return the real part, e.g. `.real`, if the imaginary part is zero."
         )
-    if out.shape != u.shape[:1]:
+    if out.shape != w.shape[:1]:
         raise ValueError(
             "f must return one real value per point: shape (...) for points of shape (..., n); "
-            f"for {u.shape[0]} points of shape ({n},) it returned shape {tuple(out.shape)}. "
-            "A function of one point only must be passed with batched=False."
+            f"for {w.shape[0]} points of shape ({w.shape[1]},) it returned shape "
+            f"{tuple(out.shape)}. A function of one point only must be passed with batched=False."
         )
     return out
 
 
 def _batched_leaf(z: torch.Tensor, grad_on: bool) -> tuple[torch.Tensor, bool]:
-    """Real coordinates to differentiate at, and whether z's own graph must be kept (only when
-    the caller's grad mode, ``grad_on``, is enabled)."""
+    """The complex points to differentiate at, and whether z's own graph must be kept (only
+    when the caller's grad mode, ``grad_on``, is enabled). Lazy conjugate / negative views are
+    resolved first (``torch.view_as_real`` inside f refuses them)."""
     keep = grad_on and z.requires_grad
-    u = to_real(z)
-    return (u if keep else u.detach().requires_grad_(True)), keep
+    w = z.resolve_conj().resolve_neg()
+    return (w if keep else w.detach().requires_grad_(True)), keep
 
 
-#: The fastest way (`_real_hessians`: ``"loop"``, ``"batched"`` or ``"replicated"``) per kind of
-#: function and block size, measured once per process on CPU (`_block_hessians`). All give the
-#: same numbers; which is fastest depends on f's operations and the size (measured: the batched
-#: backward is up to ~1.5× faster than the loop for elementwise potentials at n = 4–16 and ~2×
-#: slower through a Cholesky backward at n = 8; replicating the block wins at small n and N).
-_ROW_MODE: dict[tuple, str] = {}
-_ROW_MODE_MAX = 512
-#: Blocks up to this many Hessian entries also try the replicated mode (it wins only on small
-#: blocks, where fixed per-pass costs dominate).
-_REPLICATE_MAX_ELEMENTS = 2**15
-_MODE_MARGIN = 1.25
+#: Row modes (`_hessian_rows`); all give the same numbers to rounding.
 _MODES = ("loop", "batched", "replicated")
+#: The rule of `_row_mode`, measured with benchmarks/bench_ddbar.py (docs/benchmarks.md).
+_LOOP_MAX_DIRECTIONS = 2
 
 
-def _row_key(f: Callable, z: torch.Tensor, grad_on: bool) -> tuple:
-    """What the mode choice depends on: f's class (or code), n, dtype, device, block size."""
-    kind = getattr(f, "__code__", None) or type(f)
-    m = 2 * z.shape[-1]
-    size = (z.shape[0] * m * m).bit_length() // 2  # buckets of a factor 4
-    return (kind, m, z.dtype, z.device.type, size, grad_on and z.requires_grad)
+def _row_mode(f: Callable, n_points: int, n: int) -> str:
+    """How `_hessian_rows` takes the 2n rows: ``f.ddbar_mode`` if f names one, else a fixed
+    rule by size (no timing, so the same call always takes the same path)."""
+    mode = getattr(f, "ddbar_mode", None)
+    if mode is not None:
+        return mode
+    return "loop" if 2 * n <= _LOOP_MAX_DIRECTIONS else "batched"
 
 
-def _rows_batched(g, u, create_graph: bool) -> torch.Tensor:
-    """The 2n vector-Jacobian products with one-hot cotangents in one ``is_grads_batched``
-    reverse pass (raises ``RuntimeError`` where torch lacks a batching rule)."""
-    B, m = u.shape
-    eye = torch.eye(m, dtype=u.dtype, device=u.device).unsqueeze(1).expand(m, B, m)
-    with warnings.catch_warnings():
-        # vmap's "performance drop" warning: its fallback loops, with correct values.
-        warnings.simplefilter("ignore", UserWarning)
-        (rows,) = torch.autograd.grad(
-            g,
-            u,
-            eye,
-            retain_graph=True,
-            create_graph=create_graph,
-            is_grads_batched=True,
-            materialize_grads=True,
-        )
-    return rows.transpose(0, 1)
+def _cotangents(w: torch.Tensor) -> torch.Tensor:
+    """V (2n, B, n) complex: V[a] = e_a and V[n + a] = i e_a at every point (a < n)."""
+    B, n = w.shape
+    V = w.new_zeros(2 * n, B, n)
+    V[:n].diagonal(dim1=0, dim2=2).fill_(1)
+    V[n:].diagonal(dim1=0, dim2=2).fill_(1j)
+    return V
 
 
-def _rows_looped(g, u, create_graph: bool) -> torch.Tensor:
-    """The same products, one reverse pass per real direction (the column loop)."""
-    rows = []
-    for i in range(u.shape[1]):
-        # Σ_points g_i: its gradient is row i at every point (points are independent).
-        (row,) = torch.autograd.grad(
-            g[:, i].sum(), u, retain_graph=True, create_graph=create_graph, materialize_grads=True
-        )
-        rows.append(row)
-    return torch.stack(rows, dim=1)
+def _hessian_rows(f: Callable, zb: torch.Tensor, grad_on: bool, mode: str):
+    """Complex Hessian rows R (B, 2n, n) of f at the points zb (B, n), and whether R keeps a
+    graph.
 
-
-def _real_hessians(f: Callable, zb: torch.Tensor, grad_on: bool, mode: str):
-    """Real Hessians H (B, 2n, 2n) of f at the points zb (B, n), and whether they keep a graph.
-
-    ``H`` is ``None`` where f does not depend on z. One reverse pass gives the gradient g of
-    every point (``create_graph=True``); points are independent, so the vector-Jacobian product
-    of g with the same one-hot cotangent e_i at every point is row i of each point's Hessian.
+    ``R`` is ``None`` where f does not depend on z. With z = x + iy, one reverse pass of the
+    batch sum from a complex leaf gives torch's gradient g = ∂_x f + i ∂_y f of every point
+    (``create_graph=True``). The vector-Jacobian product of g with cotangent V (torch's
+    convention: the gradient of Re Σ conj(V) g) is, for V = e_a, the gradient of ∂f/∂x_a, i.e.
+    R[a] = ∂_x ∂_{x_a} f + i ∂_y ∂_{x_a} f; for V = i e_a, R[n + a] = the same for ∂f/∂y_a.
+    Points are independent, so one cotangent at every point gives that row at every point.
     ``mode``: ``"loop"``, one reverse pass per row (the column loop); ``"batched"``, the 2n
     rows in one ``is_grads_batched`` pass; ``"replicated"``, f evaluated once on 2n copies of
-    the block, copy j giving row j through one reverse pass of Σ_j g[j, :, j].
+    the block, copy j giving row j, all in one reverse pass.
     """
-    u, keep = _batched_leaf(zb, grad_on)
-    B, m = u.shape
-    x = u.unsqueeze(0).expand(m, B, m) if mode == "replicated" else u
-    k = _batched_values(f, x.reshape(-1, m))
+    w, keep = _batched_leaf(zb, grad_on)
+    B, n = w.shape
+    x = w.unsqueeze(0).expand(2 * n, B, n) if mode == "replicated" else w
+    k = _batched_values(f, x.reshape(-1, n))
     if not k.requires_grad:  # f does not depend on z
         return None, False
-    keep = keep or (grad_on and _has_other_leaves(k, u))
+    keep = keep or (grad_on and _has_other_leaves(k, w))
     (g,) = torch.autograd.grad(k, x, torch.ones_like(k), create_graph=True)
-    if not g.requires_grad:  # f is affine in u: zero Hessian
-        return u.new_zeros(B, m, m), keep
+    if not g.requires_grad:  # f is affine in z: zero Hessian
+        return w.new_zeros(B, 2 * n, n), keep
+    V = _cotangents(w)
     if mode == "loop":
-        return _rows_looped(g, u, keep), keep
+        rows = [
+            torch.autograd.grad(
+                g, w, V[i], retain_graph=True, create_graph=keep, materialize_grads=True
+            )[0]
+            for i in range(2 * n)
+        ]
+        return torch.stack(rows, dim=1), keep
     if mode == "batched":
-        return _rows_batched(g, u, keep), keep
-    (H,) = torch.autograd.grad(
-        g.diagonal(dim1=0, dim2=2).sum(), x, create_graph=keep, materialize_grads=True
-    )
-    return H.transpose(0, 1), keep
+        with warnings.catch_warnings():
+            # vmap's "performance drop" warning: its fallback loops, with correct values.
+            warnings.simplefilter("ignore", UserWarning)
+            (R,) = torch.autograd.grad(
+                g,
+                w,
+                V,
+                retain_graph=True,
+                create_graph=keep,
+                is_grads_batched=True,
+                materialize_grads=True,
+            )
+        return R.transpose(0, 1), keep
+    (R,) = torch.autograd.grad(g, x, V, create_graph=keep, materialize_grads=True)
+    return R.transpose(0, 1), keep
 
 
-def _block_hessians(f: Callable, zb: torch.Tensor, grad_on: bool):
-    """`_real_hessians` by the mode `_ROW_MODE` holds for this kind of block.
+#: Kinds of function (`_kind`) whose backward had no batching rule: their rows are looped.
+_NO_BATCHING_RULE: set = set()
 
-    The first time a kind is seen on CPU, the modes are timed on this block, best of two runs
-    each (the loop's first run is the answer; the batched pass after one untimed warm-up run of
-    vmap; the replicated one only on blocks of at most ``_REPLICATE_MAX_ELEMENTS``): 5–7 block
-    computations, once per kind and size. The mode ``f.ddbar_mode`` names (default
-    ``"batched"``) is kept unless another is faster by more than ``_MODE_MARGIN``, a margin
-    against timing noise. ``"batched"`` on other devices.
-    Where torch lacks a batching rule for some op's backward, the other modes.
-    """
-    key = _row_key(f, zb, grad_on)
-    mode = _ROW_MODE.get(key)
-    if mode is None and zb.device.type != "cpu":
-        mode = "batched"
-    if mode is not None:
+
+def _kind(f: Callable):
+    return getattr(f, "__code__", None) or type(f)
+
+
+def _block_rows(f: Callable, zb: torch.Tensor, grad_on: bool):
+    """`_hessian_rows` by the mode of `_row_mode`; where torch lacks a batching rule for some
+    op's backward, the loop (remembered per kind of function)."""
+    mode = _row_mode(f, zb.shape[0], zb.shape[1])
+    if mode != "batched":
+        return _hessian_rows(f, zb, grad_on, mode)
+    kind = _kind(f)
+    if kind not in _NO_BATCHING_RULE:
         try:
-            return _real_hessians(f, zb, grad_on, mode)
+            return _hessian_rows(f, zb, grad_on, mode)
         except RuntimeError as exc:
-            if mode != "batched" or not _is_missing_batching_rule(exc):
+            if not _is_missing_batching_rule(exc):
                 raise
-            _remember(key, "loop")
-            return _real_hessians(f, zb, grad_on, "loop")
-    t0 = time.perf_counter()
-    result = _real_hessians(f, zb, grad_on, "loop")  # the answer; also validates f
-    best = {"loop": time.perf_counter() - t0}
-    if result[0] is None:
-        return result
-    m = 2 * zb.shape[-1]
-    # The first batched run warms vmap up (untimed); then loop and batched alternate once more:
-    # best of two each, robust to a burst of load.
-    runs = ["batched", "batched", "loop", "batched"]
-    if zb.shape[0] * m * m <= _REPLICATE_MAX_ELEMENTS:
-        runs += ["replicated", "replicated"]
-    for i, name in enumerate(runs):
-        if name == "batched" and best.get("batched") == math.inf:
-            continue  # no batching rule
-        t0 = time.perf_counter()
-        try:
-            _real_hessians(f, zb, grad_on, name)
-        except RuntimeError as exc:
-            if name != "batched" or not _is_missing_batching_rule(exc):
-                raise
-            best["batched"] = math.inf
-            continue
-        if i > 0:
-            best[name] = min(best.get(name, math.inf), time.perf_counter() - t0)
-    fastest = min(best, key=best.__getitem__)
-    # Timings on a loaded machine are noisy: keep f's preferred mode (``f.ddbar_mode``, default
-    # the batched pass) unless another one beats it clearly.
-    preferred = getattr(f, "ddbar_mode", "batched")
-    if preferred in best and best[preferred] <= _MODE_MARGIN * best[fastest]:
-        fastest = preferred
-    _remember(key, fastest)
-    return result
-
-
-def _remember(key: tuple, mode: str) -> None:
-    if len(_ROW_MODE) >= _ROW_MODE_MAX:
-        _ROW_MODE.clear()
-    _ROW_MODE[key] = mode
+            _NO_BATCHING_RULE.add(kind)
+    return _hessian_rows(f, zb, grad_on, "loop")
 
 
 def _join(blocks: list[torch.Tensor], empty: torch.Tensor) -> torch.Tensor:
@@ -382,33 +339,34 @@ def _levi_batched(f: Callable, z: torch.Tensor, chunk_size: int | None) -> torch
     grad_on = torch.is_grad_enabled()
     with torch.enable_grad():
         for block in _blocks(zf.shape[0], chunk_size, (2 * n) ** 2):
-            H, keep = _block_hessians(f, zf[block], grad_on)
-            if H is None:  # f does not depend on z: zero Levi matrix
+            R, keep = _block_rows(f, zf[block], grad_on)
+            if R is None:  # f does not depend on z: zero Levi matrix
                 out.append(zf.new_zeros(zf[block].shape[0], n, n))
                 continue
-            G = levi_from_real_hessian(H)
+            G = levi_from_hessian_rows(R)
             out.append(G if keep else G.detach())
     return _join(out, z.new_zeros(0, n, n)).reshape(*batch, n, n)
 
 
 def _partial_batched(f: Callable, z: torch.Tensor, chunk_size: int | None) -> torch.Tensor:
-    """∂f by one batched reverse pass per block (see `_levi_batched`)."""
+    """∂f by one batched reverse pass per block (see `_levi_batched`): torch's gradient from a
+    complex leaf is g = ∂_x f + i ∂_y f = 2 ∂̄f, so ∂f = conj(g) / 2 for real f."""
     n = z.shape[-1]
     zf, batch = _flatten(z)
     out = []
     grad_on = torch.is_grad_enabled()
     with torch.enable_grad():
         for block in _blocks(zf.shape[0], chunk_size, 2 * n):
-            u, keep = _batched_leaf(zf[block], grad_on)
-            k = _batched_values(f, u)
+            w, keep = _batched_leaf(zf[block], grad_on)
+            k = _batched_values(f, w)
             if not k.requires_grad:
-                out.append(zf.new_zeros(u.shape[0], n))
+                out.append(zf.new_zeros(w.shape[0], n))
                 continue
-            keep = keep or (grad_on and _has_other_leaves(k, u))
+            keep = keep or (grad_on and _has_other_leaves(k, w))
             (g,) = torch.autograd.grad(
-                k, u, torch.ones_like(k), create_graph=keep, materialize_grads=True
+                k, w, torch.ones_like(k), create_graph=keep, materialize_grads=True
             )
-            d = 0.5 * torch.complex(g[:, :n], -g[:, n:])
+            d = 0.5 * g.conj()
             out.append(d if keep else d.detach())
     return _join(out, z.new_zeros(0, n)).reshape(*batch, n)
 
