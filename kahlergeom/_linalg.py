@@ -43,8 +43,8 @@ def levi_from_hessian_rows(R: torch.Tensor) -> torch.Tensor:
     the real Hessian first).
     """
     n = R.shape[-1]
-    G = R[..., :n, :] - 1j * R[..., n:, :]
-    return 0.125 * (G + G.mH)
+    G = torch.sub(R[..., :n, :], R[..., n:, :], alpha=1j)  # R_x − i R_y (i R_y is exact)
+    return (G + G.mH).mul_(0.125)
 
 
 def levi_from_real_hessian(H: torch.Tensor) -> torch.Tensor:

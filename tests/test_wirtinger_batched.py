@@ -243,6 +243,15 @@ def test_blocks_respect_chunk_size_and_the_element_budget(gen, monkeypatch):
     seen.clear()
     assert_close(kg.ddbar(pot, z, chunk_size=5), G, **SAME)
     assert seen == [5, 5, 5]
+    # looped rows have their own (memory) budget
+    seen.clear()
+    pot.ddbar_mode = "loop"
+    assert_close(kg.ddbar(pot, z), G, **SAME)
+    assert seen == [15]
+    seen.clear()
+    monkeypatch.setattr(engine, "_LOOP_BLOCK_ELEMENTS", 4 * 16)
+    assert_close(kg.ddbar(pot, z), G, **SAME)
+    assert seen == [4, 4, 4, 3]
 
 
 def test_fallback_without_a_batching_rule(gen, monkeypatch):
@@ -260,7 +269,7 @@ def test_fallback_without_a_batching_rule(gen, monkeypatch):
     pot = _mixture(2, gen)
     z = random_points(2, (8,), generator=gen)
     G = kg.ddbar(pot, z)
-    assert engine._row_mode(pot, 4, 2) == "batched"
+    assert engine._row_mode(pot, 2, 8, 4) == "batched"  # 2n × 4 points: a small call
     monkeypatch.setattr(torch.autograd, "grad", grad)
     monkeypatch.setattr(engine, "_NO_BATCHING_RULE", set())
     assert_close(kg.ddbar(pot, z, chunk_size=4), G, **SAME)
@@ -273,7 +282,7 @@ def test_fallback_without_a_batching_rule(gen, monkeypatch):
 
 @pytest.mark.parametrize("mode", engine._MODES)
 def test_every_mode_agrees_with_the_per_point_engine(mode, gen, monkeypatch):
-    monkeypatch.setattr(engine, "_row_mode", lambda f, n_points, n: mode)
+    monkeypatch.setattr(engine, "_row_mode", lambda *args: mode)
     P = _hermitian_pd(3, gen).requires_grad_(True)
     pot = UserPotential(3, P)
     z = random_points(3, (7,), generator=gen)
@@ -312,30 +321,56 @@ def _check_rows_against_finite_differences(mode, n, gen):
 
 
 def test_row_mode_is_a_fixed_rule(gen, monkeypatch):
-    """No timing: the mode depends on n and f.ddbar_mode only, and ddbar follows it."""
-    for B in (1, 1000, 10**6):
-        assert engine._row_mode(FubiniStudy(1), B, 1) == "loop"
-        for n in (2, 3, 8, 16):
-            assert engine._row_mode(FubiniStudy(n), B, n) == "batched"
+    """No timing: the mode depends on f.ddbar_mode, n and the points per call only, and ddbar
+    follows it."""
+    rule = engine._row_mode
+    cap = engine._BATCHED_MAX_DIRECTIONS
 
-    def f(w):
+    def plain(w):
         return torch.log1p((w.real**2 + w.imag**2).sum(-1))
 
-    f.ddbar_mode = "replicated"
-    assert engine._row_mode(f, 10, 2) == "replicated"
+    for n in (2, 3, 8, 16):
+        points = cap // (2 * n)
+        assert rule(plain, n, points, None) == "batched"
+        assert rule(plain, n, points + 1, None) == "loop"
+        assert rule(plain, n, 10**6, points) == "batched"  # chunk_size bounds the call
+    assert rule(plain, 1, 10, None) == "loop"
+    for pot in (FubiniStudy(1), ComplexHyperbolic(3), Flat(16)):  # declared
+        assert pot.ddbar_mode == "batched" and rule(pot, pot.n, 10**6, None) == "batched"
+    assert _mixture(2, gen).ddbar_mode is None and rule(_mixture(2, gen), 2, 10**6, None) == "loop"
+    assert Product([FubiniStudy(1), ComplexHyperbolic(2)]).ddbar_mode == "batched"
+    assert PotentialSum([FubiniStudy(2), _mixture(2, gen)]).ddbar_mode is None
+    plain.ddbar_mode = "loop"
+    assert rule(plain, 2, 4, None) == "loop"
+    plain.ddbar_mode = "fastest"
+    with pytest.raises(ValueError, match=r"f.ddbar_mode must be one of \('loop', 'batched'\)"):
+        kg.ddbar(plain, random_points(2, (3,), generator=gen), batched=True)
+    del plain.ddbar_mode
+
     seen = []
     real = engine._hessian_rows
 
     def spy(f, zb, grad_on, mode):
-        seen.append(mode)
+        seen.append((zb.shape[0], mode))
         return real(f, zb, grad_on, mode)
 
     monkeypatch.setattr(engine, "_hessian_rows", spy)
-    z = random_points(2, (5,), generator=gen)
-    assert_close(kg.ddbar(f, z, batched=True), FubiniStudy(2).levi(z), **SAME)
-    assert_close(kg.ddbar(FubiniStudy(2), z), FubiniStudy(2).levi(z), **SAME)
+    monkeypatch.setattr(engine, "_BATCHED_MAX_DIRECTIONS", 40)  # 10 points at n = 2
+    z = random_points(2, (12,), generator=gen)
+    fs = FubiniStudy(2).levi(z)
+    assert_close(kg.ddbar(plain, z[:10], batched=True), fs[:10], **SAME)
+    assert_close(kg.ddbar(plain, z, batched=True), fs, **SAME)
+    assert_close(kg.ddbar(plain, z, batched=True, chunk_size=6), fs, **SAME)
+    assert_close(kg.ddbar(FubiniStudy(2), z), fs, **SAME)
     assert_close(kg.ddbar(FubiniStudy(1), z[:, :1]), FubiniStudy(1).levi(z[:, :1]), **SAME)
-    assert seen == ["replicated", "batched", "loop"]
+    assert seen == [
+        (10, "batched"),
+        (12, "loop"),
+        (6, "batched"),
+        (6, "batched"),
+        (12, "batched"),
+        (12, "batched"),
+    ]
 
 
 def test_lazy_conjugate_and_negative_views(gen):

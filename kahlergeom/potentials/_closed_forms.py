@@ -80,6 +80,8 @@ def _radial_spray_linearised(z, u, dz, du, c, dc_dx):
 class Flat(KahlerPotential):
     r"""Flat C^n: $K = |z|^2$, $G = I$ (the Euclidean metric of R^{2n})."""
 
+    ddbar_mode = "batched"  # elementwise: see KahlerPotential.ddbar_mode
+
     #: Curvature ≤ 0 on a simply connected domain: geodesics are unique and minimising.
     hadamard = True
 
@@ -149,6 +151,8 @@ class FubiniStudy(KahlerPotential):
     underflows, and checked entry points refuse such points instead of returning NaN.
     """
 
+    ddbar_mode = "batched"  # elementwise: see KahlerPotential.ddbar_mode
+
     domain_description = (
         "all of C^n, numerically |z|^2 < 1/sqrt(tiny) of the point's real dtype so that G is "
         "representable (|z| < 3.0e9 in complex64, 8.2e76 in complex128; use complex128 for "
@@ -202,6 +206,8 @@ class ComplexHyperbolic(KahlerPotential):
     $G[a,b] = \dfrac{(1-|z|^2)\,\delta_{ab} + \bar z_a z_b}{(1-|z|^2)^2}$; holomorphic sectional
     curvature −2, Ricci $= -(n+1)G$. For n = 1 this is geomstats' ComplexPoincareDisk.
     """
+
+    ddbar_mode = "batched"  # elementwise: see KahlerPotential.ddbar_mode
 
     domain_description = "the open unit ball |z| < 1"
     #: Curvature ≤ 0 on a simply connected domain: geodesics are unique and minimising.

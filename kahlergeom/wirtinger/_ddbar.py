@@ -63,6 +63,10 @@ with warnings.catch_warnings():
 #: batched backward over 2n directions is fastest up to about this size on CPU; beyond it the
 #: block leaves the cache (benchmarks/bench_ddbar.py, docs/benchmarks.md).
 _HESSIAN_BLOCK_ELEMENTS = 2**18
+#: The same bound for the looped rows, which hold no more than the column loop does (the block's
+#: graph and its rows) and gain from large blocks (fewer passes per point): a memory bound only,
+#: 2n² complex numbers per point, 64 MiB of rows at most in complex128.
+_LOOP_BLOCK_ELEMENTS = 2**22
 
 __all__ = [
     "closedness_residual",
@@ -167,10 +171,11 @@ def _use_batched(f: Callable, batched: bool | None, z: torch.Tensor) -> bool:
     )
 
 
-def _blocks(n_points: int, chunk_size: int | None, per_point: int):
-    """Slices of at most ``chunk_size`` points and at most ``_HESSIAN_BLOCK_ELEMENTS //
-    per_point`` points (at least one)."""
-    size = max(1, _HESSIAN_BLOCK_ELEMENTS // per_point)
+def _blocks(n_points: int, chunk_size: int | None, per_point: int, budget: int | None = None):
+    """Slices of at most ``chunk_size`` points and at most ``budget // per_point`` points (at
+    least one; ``budget`` defaults to ``_HESSIAN_BLOCK_ELEMENTS``)."""
+    budget = _HESSIAN_BLOCK_ELEMENTS if budget is None else budget
+    size = max(1, budget // per_point)
     if chunk_size is not None:
         size = min(size, chunk_size)
     return [slice(i, i + size) for i in range(0, n_points, size)]
@@ -224,19 +229,32 @@ def _batched_leaf(z: torch.Tensor, grad_on: bool) -> tuple[torch.Tensor, bool]:
     return (w if keep else w.detach().requires_grad_(True)), keep
 
 
-#: Row modes (`_hessian_rows`); all give the same numbers to rounding.
-_MODES = ("loop", "batched", "replicated")
-#: The rule of `_row_mode`, measured with benchmarks/bench_ddbar.py (docs/benchmarks.md).
-_LOOP_MAX_DIRECTIONS = 2
+#: Row modes of `_hessian_rows`; both give the same numbers to rounding.
+_MODES = ("loop", "batched")
 
 
-def _row_mode(f: Callable, n_points: int, n: int) -> str:
-    """How `_hessian_rows` takes the 2n rows: ``f.ddbar_mode`` if f names one, else a fixed
-    rule by size (no timing, so the same call always takes the same path)."""
+#: Without a declared mode, the batched pass is used only where the whole call is one small
+#: block: at most this many point-directions (2n × points). There the per-pass costs dominate
+#: and it won even through heavy backward graphs; on larger blocks it lost to the loop by up to
+#: 1.6× through a decoder, a Gaussian mixture or a Cholesky (benchmarks/bench_ddbar.py,
+#: docs/benchmarks.md).
+_BATCHED_MAX_DIRECTIONS = 2**13
+
+
+def _row_mode(f: Callable, n: int, n_points: int, chunk_size: int | None) -> str:
+    """How `_hessian_rows` takes the 2n rows of ``n_points`` points: ``f.ddbar_mode`` if f
+    declares one (``"loop"`` or ``"batched"``; the library's elementwise potentials declare
+    ``"batched"``), else the batched pass where 2n × (points per call) is at most
+    ``_BATCHED_MAX_DIRECTIONS`` and the loop elsewhere. A fixed rule, no timing: the same call
+    always takes the same path.
+    """
     mode = getattr(f, "ddbar_mode", None)
     if mode is not None:
+        if mode not in _MODES:
+            raise ValueError(f"f.ddbar_mode must be one of {_MODES} or None; got {mode!r}.")
         return mode
-    return "loop" if 2 * n <= _LOOP_MAX_DIRECTIONS else "batched"
+    points = n_points if chunk_size is None else min(n_points, chunk_size)
+    return "batched" if n > 1 and 2 * n * points <= _BATCHED_MAX_DIRECTIONS else "loop"
 
 
 def _cotangents(w: torch.Tensor) -> torch.Tensor:
@@ -250,26 +268,24 @@ def _cotangents(w: torch.Tensor) -> torch.Tensor:
 
 def _hessian_rows(f: Callable, zb: torch.Tensor, grad_on: bool, mode: str):
     """Complex Hessian rows R (B, 2n, n) of f at the points zb (B, n), and whether R keeps a
-    graph.
+    graph (for `levi_from_hessian_rows`).
 
     ``R`` is ``None`` where f does not depend on z. With z = x + iy, one reverse pass of the
-    batch sum from a complex leaf gives torch's gradient g = ∂_x f + i ∂_y f of every point
-    (``create_graph=True``). The vector-Jacobian product of g with cotangent V (torch's
-    convention: the gradient of Re Σ conj(V) g) is, for V = e_a, the gradient of ∂f/∂x_a, i.e.
-    R[a] = ∂_x ∂_{x_a} f + i ∂_y ∂_{x_a} f; for V = i e_a, R[n + a] = the same for ∂f/∂y_a.
+    batch sum from a complex leaf gives torch's gradient g = ∂_x f + i ∂_y f = 2 ∂̄f at every
+    point (``create_graph=True``). The vector-Jacobian product of g with a cotangent V (by
+    torch's convention the gradient of Re Σ conj(V) g) is, for V = e_a, the gradient of
+    ∂f/∂x_a: R[a] = ∂_x ∂_{x_a} f + i ∂_y ∂_{x_a} f; for V = i e_a, that of ∂f/∂y_a, R[n + a].
     Points are independent, so one cotangent at every point gives that row at every point.
     ``mode``: ``"loop"``, one reverse pass per row (the column loop); ``"batched"``, the 2n
-    rows in one ``is_grads_batched`` pass; ``"replicated"``, f evaluated once on 2n copies of
-    the block, copy j giving row j, all in one reverse pass.
+    rows in one ``is_grads_batched`` pass.
     """
     w, keep = _batched_leaf(zb, grad_on)
     B, n = w.shape
-    x = w.unsqueeze(0).expand(2 * n, B, n) if mode == "replicated" else w
-    k = _batched_values(f, x.reshape(-1, n))
+    k = _batched_values(f, w)
     if not k.requires_grad:  # f does not depend on z
         return None, False
     keep = keep or (grad_on and _has_other_leaves(k, w))
-    (g,) = torch.autograd.grad(k, x, torch.ones_like(k), create_graph=True)
+    (g,) = torch.autograd.grad(k, w, torch.ones_like(k), create_graph=True)
     if not g.requires_grad:  # f is affine in z: zero Hessian
         return w.new_zeros(B, 2 * n, n), keep
     V = _cotangents(w)
@@ -281,21 +297,18 @@ def _hessian_rows(f: Callable, zb: torch.Tensor, grad_on: bool, mode: str):
             for i in range(2 * n)
         ]
         return torch.stack(rows, dim=1), keep
-    if mode == "batched":
-        with warnings.catch_warnings():
-            # vmap's "performance drop" warning: its fallback loops, with correct values.
-            warnings.simplefilter("ignore", UserWarning)
-            (R,) = torch.autograd.grad(
-                g,
-                w,
-                V,
-                retain_graph=True,
-                create_graph=keep,
-                is_grads_batched=True,
-                materialize_grads=True,
-            )
-        return R.transpose(0, 1), keep
-    (R,) = torch.autograd.grad(g, x, V, create_graph=keep, materialize_grads=True)
+    with warnings.catch_warnings():
+        # vmap's "performance drop" warning: its fallback loops, with correct values.
+        warnings.simplefilter("ignore", UserWarning)
+        (R,) = torch.autograd.grad(
+            g,
+            w,
+            V,
+            retain_graph=True,
+            create_graph=keep,
+            is_grads_batched=True,
+            materialize_grads=True,
+        )
     return R.transpose(0, 1), keep
 
 
@@ -307,10 +320,9 @@ def _kind(f: Callable):
     return getattr(f, "__code__", None) or type(f)
 
 
-def _block_rows(f: Callable, zb: torch.Tensor, grad_on: bool):
-    """`_hessian_rows` by the mode of `_row_mode`; where torch lacks a batching rule for some
-    op's backward, the loop (remembered per kind of function)."""
-    mode = _row_mode(f, zb.shape[0], zb.shape[1])
+def _block_rows(f: Callable, zb: torch.Tensor, grad_on: bool, mode: str):
+    """`_hessian_rows` in ``mode``; where torch lacks a batching rule for some op's backward,
+    the loop (remembered per kind of function, so the batched pass is tried once)."""
     if mode != "batched":
         return _hessian_rows(f, zb, grad_on, mode)
     kind = _kind(f)
@@ -335,11 +347,13 @@ def _levi_batched(f: Callable, z: torch.Tensor, chunk_size: int | None) -> torch
     """Levi matrices by the batched autograd engine (see the module docstring); f batched."""
     n = z.shape[-1]
     zf, batch = _flatten(z)
+    mode = _row_mode(f, n, zf.shape[0], chunk_size)
+    budget = _HESSIAN_BLOCK_ELEMENTS if mode == "batched" else _LOOP_BLOCK_ELEMENTS
     out = []
     grad_on = torch.is_grad_enabled()
     with torch.enable_grad():
-        for block in _blocks(zf.shape[0], chunk_size, (2 * n) ** 2):
-            R, keep = _block_rows(f, zf[block], grad_on)
+        for block in _blocks(zf.shape[0], chunk_size, (2 * n) ** 2, budget):
+            R, keep = _block_rows(f, zf[block], grad_on, mode)
             if R is None:  # f does not depend on z: zero Levi matrix
                 out.append(zf.new_zeros(zf[block].shape[0], n, n))
                 continue
