@@ -337,14 +337,21 @@ def test_row_mode_is_a_fixed_rule(gen, monkeypatch):
     assert rule(plain, 1, 10, None) == "loop"
     for pot in (FubiniStudy(2), ComplexHyperbolic(3), Flat(16)):  # declared
         assert pot.ddbar_mode == "batched" and rule(pot, pot.n, 10**6, None) == "batched"
-    assert FubiniStudy(1).ddbar_mode == "batched" and rule(FubiniStudy(1), 1, 10, None) == "loop"
+    # n = 1, declared light: two copies of small calls, the loop on larger ones
+    small = engine._REPLICATE_MAX_DIRECTIONS // 2
+    assert FubiniStudy(1).ddbar_mode == "batched"
+    assert rule(FubiniStudy(1), 1, small, None) == "replicated"
+    assert rule(FubiniStudy(1), 1, small + 1, None) == "loop"
+    assert rule(FubiniStudy(1), 1, 10**6, small) == "replicated"
     assert _mixture(2, gen).ddbar_mode is None and rule(_mixture(2, gen), 2, 10**6, None) == "loop"
     assert Product([FubiniStudy(1), ComplexHyperbolic(2)]).ddbar_mode == "batched"
     assert PotentialSum([FubiniStudy(2), _mixture(2, gen)]).ddbar_mode is None
     plain.ddbar_mode = "loop"
     assert rule(plain, 2, 4, None) == "loop"
+    plain.ddbar_mode = "replicated"
+    assert rule(plain, 2, 10**6, None) == "replicated"
     plain.ddbar_mode = "fastest"
-    with pytest.raises(ValueError, match=r"f.ddbar_mode must be one of \('loop', 'batched'\)"):
+    with pytest.raises(ValueError, match=r"f.ddbar_mode must be one of \('loop', 'batched', 'r"):
         kg.ddbar(plain, random_points(2, (3,), generator=gen), batched=True)
     del plain.ddbar_mode
 
@@ -364,12 +371,15 @@ def test_row_mode_is_a_fixed_rule(gen, monkeypatch):
     assert_close(kg.ddbar(plain, z, batched=True, chunk_size=6), fs, **SAME)
     assert_close(kg.ddbar(FubiniStudy(2), z), fs, **SAME)
     assert_close(kg.ddbar(FubiniStudy(1), z[:, :1]), FubiniStudy(1).levi(z[:, :1]), **SAME)
+    monkeypatch.setattr(engine, "_REPLICATE_MAX_DIRECTIONS", 20)  # 10 points at n = 1
+    assert_close(kg.ddbar(FubiniStudy(1), z[:, :1]), FubiniStudy(1).levi(z[:, :1]), **SAME)
     assert seen == [
         (10, "batched"),
         (12, "loop"),
         (6, "batched"),
         (6, "batched"),
         (12, "batched"),
+        (12, "replicated"),
         (12, "loop"),
     ]
 

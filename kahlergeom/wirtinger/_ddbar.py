@@ -229,35 +229,43 @@ def _batched_leaf(z: torch.Tensor, grad_on: bool) -> tuple[torch.Tensor, bool]:
     return (w if keep else w.detach().requires_grad_(True)), keep
 
 
-#: Row modes of `_hessian_rows`; both give the same numbers to rounding.
-_MODES = ("loop", "batched")
-
-
+#: Row modes of `_hessian_rows`; all give the same numbers to rounding.
+_MODES = ("loop", "batched", "replicated")
 #: Without a declared mode, the batched pass is used only where the whole call is one small
 #: block: at most this many point-directions (2n × points). There the per-pass costs dominate
 #: and it won even through heavy backward graphs; on larger blocks it lost to the loop by up to
 #: 1.6× through a decoder, a Gaussian mixture or a Cholesky (benchmarks/bench_ddbar.py,
 #: docs/benchmarks.md).
 _BATCHED_MAX_DIRECTIONS = 2**13
+#: A light function of one complex variable (``ddbar_mode = "batched"``, n = 1) is evaluated on
+#: two copies of the points, one reverse pass for both rows, on calls of at most this many
+#: point-directions (2 × points): 1.1–1.3× faster than the loop there, slower beyond.
+_REPLICATE_MAX_DIRECTIONS = 2**12
 
 
 def _row_mode(f: Callable, n: int, n_points: int, chunk_size: int | None) -> str:
-    """How `_hessian_rows` takes the 2n rows of ``n_points`` points: for n = 1 the loop (two
-    rows: nothing to batch; the batched pass measured up to 1.15× slower); else
-    ``f.ddbar_mode`` if f declares one (``"loop"`` or ``"batched"``; the library's elementwise
-    potentials declare ``"batched"``), else the batched pass where 2n × (points per call) is at
-    most ``_BATCHED_MAX_DIRECTIONS`` and the loop elsewhere. A fixed rule, no timing: the same
-    call always takes the same path.
+    """How `_hessian_rows` takes the 2n rows of ``n_points`` points. A fixed rule, no timing:
+    the same call always takes the same path.
+
+    * ``f.ddbar_mode = "loop"`` or ``"replicated"``: that mode.
+    * ``f.ddbar_mode = "batched"`` (a light, elementwise function; the library's closed forms
+      declare it): the batched pass for n ≥ 2; for n = 1 (two rows, nothing to batch) the
+      replicated pass on calls of at most ``_REPLICATE_MAX_DIRECTIONS`` point-directions, the
+      loop on larger ones.
+    * undeclared (``None``): the batched pass for n ≥ 2 on calls of at most
+      ``_BATCHED_MAX_DIRECTIONS`` point-directions, the loop elsewhere.
+
+    Points per call: ``n_points``, or ``chunk_size`` when smaller.
     """
     mode = getattr(f, "ddbar_mode", None)
     if mode is not None and mode not in _MODES:
         raise ValueError(f"f.ddbar_mode must be one of {_MODES} or None; got {mode!r}.")
-    if n == 1:
-        return "loop"
+    directions = 2 * n * (n_points if chunk_size is None else min(n_points, chunk_size))
+    if mode == "batched" and n == 1:
+        return "replicated" if directions <= _REPLICATE_MAX_DIRECTIONS else "loop"
     if mode is not None:
         return mode
-    points = n_points if chunk_size is None else min(n_points, chunk_size)
-    return "batched" if 2 * n * points <= _BATCHED_MAX_DIRECTIONS else "loop"
+    return "batched" if n > 1 and directions <= _BATCHED_MAX_DIRECTIONS else "loop"
 
 
 def _cotangents(w: torch.Tensor) -> torch.Tensor:
@@ -280,18 +288,24 @@ def _hessian_rows(f: Callable, zb: torch.Tensor, grad_on: bool, mode: str):
     ∂f/∂x_a: R[a] = ∂_x ∂_{x_a} f + i ∂_y ∂_{x_a} f; for V = i e_a, that of ∂f/∂y_a, R[n + a].
     Points are independent, so one cotangent at every point gives that row at every point.
     ``mode``: ``"loop"``, one reverse pass per row (the column loop); ``"batched"``, the 2n
-    rows in one ``is_grads_batched`` pass.
+    rows in one ``is_grads_batched`` pass; ``"replicated"``, f evaluated once on 2n copies of
+    the block, copy j giving row j, all rows in one reverse pass.
     """
     w, keep = _batched_leaf(zb, grad_on)
     B, n = w.shape
-    k = _batched_values(f, w)
+    x = w.unsqueeze(0).expand(2 * n, B, n) if mode == "replicated" else w
+    k = _batched_values(f, x.reshape(-1, n))
     if not k.requires_grad:  # f does not depend on z
         return None, False
     keep = keep or (grad_on and _has_other_leaves(k, w))
-    (g,) = torch.autograd.grad(k, w, torch.ones_like(k), create_graph=True)
+    (g,) = torch.autograd.grad(k, x, torch.ones_like(k), create_graph=True)
     if not g.requires_grad:  # f is affine in z: zero Hessian
         return w.new_zeros(B, 2 * n, n), keep
     V = _cotangents(w)
+    if mode == "replicated":
+        # copy j of the points depends on copy j only: one product with V gives all rows
+        (R,) = torch.autograd.grad(g, x, V, create_graph=keep, materialize_grads=True)
+        return R.transpose(0, 1), keep
     if mode == "loop":
         rows = [
             torch.autograd.grad(
@@ -351,7 +365,7 @@ def _levi_batched(f: Callable, z: torch.Tensor, chunk_size: int | None) -> torch
     n = z.shape[-1]
     zf, batch = _flatten(z)
     mode = _row_mode(f, n, zf.shape[0], chunk_size)
-    budget = _HESSIAN_BLOCK_ELEMENTS if mode == "batched" else _LOOP_BLOCK_ELEMENTS
+    budget = _LOOP_BLOCK_ELEMENTS if mode == "loop" else _HESSIAN_BLOCK_ELEMENTS
     out = []
     grad_on = torch.is_grad_enabled()
     with torch.enable_grad():
