@@ -32,7 +32,7 @@ def _all_finite(z: torch.Tensor) -> bool:
     takes several passes: 3–10× slower on 10⁴ points.)
     """
     parts = torch.view_as_real(z.conj() if z.is_conj() else z)  # conj: same finiteness
-    return bool(torch.isfinite(parts.sum())) or bool(torch.isfinite(z).all())
+    return math.isfinite(parts.sum().item()) or bool(torch.isfinite(z).all())
 
 
 def check_points(z, n: int | None = None, name: str = "z") -> torch.Tensor:

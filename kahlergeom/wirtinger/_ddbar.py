@@ -268,13 +268,23 @@ def _row_mode(f: Callable, n: int, n_points: int, chunk_size: int | None) -> str
     return "batched" if n > 1 and directions <= _BATCHED_MAX_DIRECTIONS else "loop"
 
 
+#: The 2n unit cotangents (2n, n) per (n, dtype, device): e_a and i e_a (`_cotangents`).
+_UNITS: dict[tuple, torch.Tensor] = {}
+
+
 def _cotangents(w: torch.Tensor) -> torch.Tensor:
-    """V (2n, B, n) complex: V[a] = e_a and V[n + a] = i e_a at every point (a < n)."""
+    """V (2n, B, n) complex: V[a] = e_a and V[n + a] = i e_a at every point (a < n); a
+    broadcast view (stride 0 along the points) of a cached (2n, n) constant."""
     B, n = w.shape
-    V = w.new_zeros(2 * n, B, n)
-    V[:n].diagonal(dim1=0, dim2=2).fill_(1)
-    V[n:].diagonal(dim1=0, dim2=2).fill_(1j)
-    return V
+    key = (n, w.dtype, w.device)
+    units = _UNITS.get(key)
+    if units is None:
+        eye = torch.eye(n, dtype=w.dtype, device=w.device)
+        units = torch.cat([eye, 1j * eye])
+        if len(_UNITS) >= 64:
+            _UNITS.clear()
+        _UNITS[key] = units
+    return units.unsqueeze(1).expand(2 * n, B, n)
 
 
 def _hessian_rows(f: Callable, zb: torch.Tensor, grad_on: bool, mode: str):
