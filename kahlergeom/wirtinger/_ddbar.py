@@ -1,25 +1,29 @@
 """The vectorised ∂∂̄ engine.
 
-Everything is differentiated in real coordinates u = (x, y) ∈ R^{2n} (x first), because
-``torch.func``'s ``jacfwd``/``jacrev``/``hessian`` refuse complex inputs; complex
-intermediates inside the differentiated function are fine. Never a Python loop over points.
+Derivatives are taken in real coordinates u = (x, y) ∈ R^{2n} (x first): ``torch.func``'s
+``jacfwd``/``jacrev``/``hessian`` refuse complex inputs, so the per-point engine works on u;
+the batched engine differentiates from complex points directly, where torch's gradient of a
+real function is ∂_x f + i ∂_y f (a complex vector of real partials). Complex intermediates
+inside the differentiated function are fine. Never a Python loop over points.
 
 Two engines for ∂∂̄ and ∂ (same numbers, to rounding):
 
 * **batched** (for functions declared batched: a `KahlerPotential`, whose ``__call__`` maps
   ``(..., n) → (...)`` point by point, or ``batched=True``): ``f`` is called once on a block of
-  points; one ``torch.autograd.grad`` of ``f(u).sum()`` with ``create_graph=True`` gives the
-  gradient of every point, and one more reverse pass per real direction gives the rows of
-  every point's real Hessian: looped (the column loop), batched into one call with
-  ``is_grads_batched``, or through one evaluation of f on 2n copies of the block — whichever
-  was fastest the first time this kind of function was differentiated at this size
-  (`_block_hessians`). Blocks are sized so that the Hessian
-  block holds at most ``_HESSIAN_BLOCK_ELEMENTS`` numbers (measured: larger blocks fall out of
-  cache). Used only outside ``torch.func`` transforms, inference mode and forward-AD dual
-  levels, and on the CPU (on a GPU the per-point engine was measured fast; this one was not).
+  points, differentiated from the complex points as a leaf; one ``torch.autograd.grad`` with
+  ``create_graph=True`` gives g = ∂_x f + i ∂_y f at every point, and vector-Jacobian products
+  of g with the 2n unit cotangents e_a, i e_a give the rows of every point's real Hessian as
+  n complex numbers each (`_hessian_rows`, `levi_from_hessian_rows`): looped (the column
+  loop), batched into one call with ``is_grads_batched``, or from one evaluation of f on 2n
+  copies of the block. Which one is a fixed rule of f's declared ``ddbar_mode``, n and the
+  number of points (`_row_mode`; no timing). Blocks hold at most ``_HESSIAN_BLOCK_ELEMENTS``
+  real-Hessian numbers for the batched and replicated passes (measured: larger blocks fall out
+  of cache) and ``_LOOP_BLOCK_ELEMENTS`` (a memory bound) for the loop. Used only outside
+  ``torch.func`` transforms, inference mode and forward-AD dual levels, and on the CPU (on a
+  GPU the per-point engine was measured fast; this one was not).
 * **per point** (any other callable, other devices, and inside ``torch.func`` transforms, where
   ``torch.autograd.grad`` cannot run): ``torch.func.vmap`` over points (optionally chunked) of
-  ``torch.func.hessian`` / ``grad``; ``f`` sees one point ``(n,)``.
+  ``torch.func.hessian`` / ``grad`` in real coordinates; ``f`` sees one point ``(n,)``.
 
 Two layers:
 
@@ -511,13 +515,15 @@ def ddbar(
             one point must not be declared batched: ``lambda z: (z[0] * z[0].conj()).real``
             reads the first *point* of a batch.
 
-    How: in real coordinates u = (Re z, Im z). On the CPU a batched ``f`` is evaluated on
-    blocks of points with ``torch.autograd``: one reverse pass for every point's gradient
-    (``create_graph=True``), then the 2n real Hessian rows (row j is the gradient of the
-    batch-sum of gradient component j: points are independent), in one batched reverse pass
-    or a loop of 2n, whichever was faster the first time. Inside ``torch.func`` transforms, on
-    other devices, and for functions of one point: ``torch.func.vmap`` of
-    ``torch.func.hessian`` over the points. The two agree to rounding (~1e-16 relative; see
+    How: on the CPU a batched ``f`` is evaluated on blocks of points with ``torch.autograd``:
+    one reverse pass for every point's gradient ∂_x f + i ∂_y f (``create_graph=True``), then
+    the 2n real Hessian rows (row j is the gradient of the batch-sum of gradient component j:
+    points are independent), by a fixed rule: one batched reverse pass where f declares
+    ``ddbar_mode = "batched"`` (the library's closed-form potentials do) or the call is small,
+    a loop of 2n passes elsewhere, and for n = 1 one pass over two copies of a small block
+    (see `KahlerPotential.ddbar_mode`). Inside ``torch.func`` transforms, on other devices,
+    and for functions of one point: ``torch.func.vmap`` of ``torch.func.hessian`` over the
+    points, in real coordinates u = (Re z, Im z). The two agree to rounding (~1e-16 relative; see
     docs/benchmarks.md for speed). The result keeps its autograd graph when ``z`` or a tensor
     inside ``f`` requires grad (it can be backpropagated, e.g. through a regulariser), and has
     none otherwise.
