@@ -534,7 +534,8 @@ def ddbar(
     Raises:
         ValueError: ``z`` is not complex, has the wrong last dimension, holds NaN/inf, or lies
             outside ``f.contains`` (when ``f`` has one); ``f`` does not return one real value
-            per point.
+            per point; ``f.ddbar_mode`` is set to something other than ``"loop"``,
+            ``"batched"``, ``"replicated"`` or ``None``.
 
     Example:
         >>> import torch, kahlergeom as kg
