@@ -299,6 +299,10 @@ def test_every_mode_agrees_with_the_per_point_engine(mode, gen, monkeypatch):
         assert_close(kg.ddbar(lib, zl), kg.ddbar(lib, zl, batched=False), **SAME)
     for n in (1, 2):  # and the rows themselves against central differences
         _check_rows_against_finite_differences(mode, n, gen)
+        z64 = random_points(n, (5,), generator=gen).to(torch.complex64)  # cotangents per dtype
+        G64 = kg.ddbar(FubiniStudy(n), z64)
+        assert G64.dtype == torch.complex64
+        assert_close(G64, FubiniStudy(n).levi(z64), **TOL[torch.complex64])
 
 
 def _check_rows_against_finite_differences(mode, n, gen):
