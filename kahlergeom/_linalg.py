@@ -32,6 +32,21 @@ def wirtinger(dx: torch.Tensor, dy: torch.Tensor) -> tuple[torch.Tensor, torch.T
     return 0.5 * (dx - 1j * dy), 0.5 * (dx + 1j * dy)
 
 
+def levi_from_hessian_rows(R: torch.Tensor) -> torch.Tensor:
+    """Levi matrix of a real function K from its complex Hessian rows R (…, 2n, n).
+
+    Row a < n is the derivative of ∂K/∂x_a and row n + a that of ∂K/∂y_a, each written as one
+    complex vector ∂_x(·) + i ∂_y(·) (torch's gradient from a complex leaf):
+    R[a] = K_xx[a] + i K_xy[a], R[n + a] = K_yx[a] + i K_yy[a]. Then
+    G = ¼ (R_x − i R_y) = ¼ [(K_xx + K_yy) + i (K_xy − K_yx)], with R_x, R_y the two halves;
+    the result is Hermitised, ½(G + G^H), which is exactly Hermitian (the same as symmetrising
+    the real Hessian first).
+    """
+    n = R.shape[-1]
+    G = torch.sub(R[..., :n, :], R[..., n:, :], alpha=1j)  # R_x − i R_y (i R_y is exact)
+    return (G + G.mH).mul_(0.125)
+
+
 def levi_from_real_hessian(H: torch.Tensor) -> torch.Tensor:
     """Levi matrix from the real Hessian (…, 2n, 2n) of a real function.
 
@@ -40,16 +55,16 @@ def levi_from_real_hessian(H: torch.Tensor) -> torch.Tensor:
     of g_{a b̄}) gives ∂_c ∂̄_d of each entry by the same formula.
     """
     n = H.shape[-1] // 2
-    # Symmetrising H first is the same as symmetrising the n×n blocks of G (cheaper):
-    # re = ½(S + Sᵀ) with S = K_xx + K_yy, im = ½(A − Aᵀ) with A = K_xy − K_yx; both are exact
-    # (floating-point + is commutative), so G is exactly Hermitian.
+    if not H.is_complex():
+        # Rows of H as complex vectors K_x + i K_y: the formula of levi_from_hessian_rows.
+        return levi_from_hessian_rows(torch.complex(H[..., :n], H[..., n:]))
+    # A complex H is symmetrised (not Hermitised): re = S + Sᵀ with S = K_xx + K_yy,
+    # im = A − Aᵀ with A = K_xy − K_yx, each exactly symmetric / antisymmetric.
     re = H[..., :n, :n] + H[..., n:, n:]
     im = H[..., :n, n:] - H[..., n:, :n]
     re = re + re.transpose(-1, -2)
     im = im - im.transpose(-1, -2)
-    if H.is_complex():
-        return 0.125 * (re + 1j * im)
-    return 0.125 * torch.complex(re, im)
+    return 0.125 * (re + 1j * im)
 
 
 def real_metric(G: torch.Tensor) -> torch.Tensor:

@@ -62,6 +62,32 @@ def test_bad_points_ddbar(z, match):
         partial(FubiniStudy(2), z)
 
 
+def test_finiteness_check_against_isfinite(gen):
+    """check_points' one-sum fast path (kahlergeom/_checks.py) against torch.isfinite entry by
+    entry: each non-finite value at each position, lazily conjugated / negated views, and
+    finite points whose sum overflows (accepted: the fast path falls back)."""
+    from kahlergeom._checks import _all_finite, check_points
+
+    big = torch.finfo(torch.float64).max
+    for dtype in (torch.complex64, C128):
+        z = torch.randn(4, 3, dtype=dtype, generator=gen)
+        assert _all_finite(z) and _all_finite(z[:0])
+        for bad in (float("nan"), float("inf"), -float("inf")):
+            for part in (1, 1j):
+                for i in range(4):
+                    w = z.clone()
+                    w[i, i % 3] = bad * part if part == 1 else complex(0, bad)
+                    for view in (w, w.conj(), torch._neg_view(w), w.T, w[:, ::2]):
+                        assert _all_finite(view) == bool(torch.isfinite(view).all())
+        hmax = torch.finfo(z.real.dtype).max
+        huge = torch.full((3, 2), complex(hmax, hmax), dtype=dtype)  # its sum overflows
+        assert not torch.isfinite(torch.view_as_real(huge).sum()) and _all_finite(huge)
+        check_points(huge, 2)
+    with pytest.raises(ValueError, match=r"z contains NaN or inf at 2 point\(s\)"):
+        bad = [[big, 0], [1j * big, float("nan")], [0, -float("inf")]]
+        check_points(torch.tensor(bad, dtype=C128))
+
+
 @pytest.mark.parametrize("z, match", BAD_POINTS)
 @pytest.mark.parametrize(
     "method",

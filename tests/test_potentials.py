@@ -130,6 +130,26 @@ def test_contains_ball_and_product():
     assert bool(FubiniStudy(2).contains(outside * 100).all())
 
 
+def test_fubini_study_contains_is_the_squared_norm_bound(gen):
+    """FubiniStudy.contains (a matrix-vector product) against |z|² < 1/sqrt(tiny) from
+    sq_norm, on random points and points scaled to 1 ± 1e-6 of the bound, every batch shape."""
+    from kahlergeom.potentials import sq_norm
+    from kahlergeom.potentials._closed_forms import _representable_radius_sq
+
+    for dtype in (torch.complex64, C128):
+        bound = _representable_radius_sq(dtype)
+        for n in (1, 2, 5):
+            z = torch.randn(6, n, dtype=C128, generator=gen)
+            unit = z / sq_norm(z).sqrt().unsqueeze(-1)
+            scales = torch.tensor([1e-3, 1.0, 1 - 1e-6, 1 + 1e-6, 2.0, 1e3], dtype=torch.float64)
+            far = (unit * (scales * bound).sqrt().unsqueeze(-1)).to(dtype)
+            for w in (z.to(dtype), far, far.reshape(2, 3, n), far[:0], far[0]):
+                expected = sq_norm(w) < bound
+                assert torch.equal(FubiniStudy(n).contains(w), expected)
+            inside = FubiniStudy(n).contains(far).tolist()
+            assert inside[:1] + inside[2:] == [True, True, False, False, False]  # [1]: at it
+
+
 def test_closed_form_flags():
     assert FubiniStudy(2).has_closed_form_levi
     assert _mixture(2, 2, 1.0).has_closed_form_levi

@@ -127,6 +127,37 @@ def test_levi_from_real_hessian_of_a_quadratic_form():
     assert_close(levi_from_real_hessian(2 * GR), G)
 
 
+def test_levi_from_hessian_rows_against_the_real_hessian_and_a_quadratic_form(gen):
+    """levi_from_hessian_rows(R) with R[a] = H[a, :n] + i H[a, n:] (the rows as K_x + i K_y)
+    is levi_from_real_hessian(H), and exactly Hermitian; for h(v, v) = vᵀ G conj(v) (real
+    Hessian 2 G_R) it returns G itself."""
+    from kahlergeom._linalg import levi_from_hessian_rows, real_metric
+
+    for n in (1, 2, 5):
+        A = torch.randn(3, 2 * n, 2 * n, dtype=torch.float64, generator=gen)
+        H = A + A.mT
+        R = torch.complex(H[..., :n], H[..., n:])
+        G = levi_from_hessian_rows(R)
+        assert torch.equal(G, G.mH)
+        S = H[..., :n, :n] + H[..., n:, n:]  # written out: ¼[(K_xx + K_yy) + i(K_xy − K_yx)]
+        D = H[..., :n, n:] - H[..., n:, :n]
+        assert_close(G, 0.25 * torch.complex(S, D), rtol=1e-14, atol=1e-14)
+        assert torch.equal(levi_from_real_hessian(H), G)
+        B = torch.randn(n, n, dtype=torch.complex128, generator=gen)
+        G0 = B @ B.mH
+        GR = real_metric(G0)
+        assert_close(levi_from_hessian_rows(torch.complex(2 * GR[:, :n], 2 * GR[:, n:])), G0)
+    # a non-symmetric H (rounding in a computed Hessian) is symmetrised, as before
+    H = torch.randn(4, 4, dtype=torch.float64, generator=gen)
+    Hs = 0.5 * (H + H.T)
+    assert_close(levi_from_real_hessian(H), levi_from_real_hessian(Hs), rtol=1e-15, atol=1e-15)
+    # a complex H (the real Hessians of a complex field's entries) is linear in H
+    H2 = torch.randn(4, 4, dtype=torch.float64, generator=gen)
+    Hc = torch.complex(H + H.T, H2 + H2.T)
+    expected = levi_from_real_hessian(Hc.real) + 1j * levi_from_real_hessian(Hc.imag)
+    assert_close(levi_from_real_hessian(Hc), expected, rtol=1e-14, atol=1e-14)
+
+
 # -- ddbar against closed forms -----------------------------------------------------------------
 
 

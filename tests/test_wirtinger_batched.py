@@ -225,7 +225,6 @@ def test_blocks_respect_chunk_size_and_the_element_budget(gen, monkeypatch):
             seen.append(z.shape[0])
             return super().__call__(z)
 
-    monkeypatch.setattr(engine, "_ROW_MODE", _Always("loop"))  # no timing runs: count calls
     pot = Recording(2)
     z = random_points(2, (3, 5), generator=gen)
     G = kg.ddbar(pot, z)
@@ -244,10 +243,20 @@ def test_blocks_respect_chunk_size_and_the_element_budget(gen, monkeypatch):
     seen.clear()
     assert_close(kg.ddbar(pot, z, chunk_size=5), G, **SAME)
     assert seen == [5, 5, 5]
+    # looped rows have their own (memory) budget
+    seen.clear()
+    pot.ddbar_mode = "loop"
+    assert_close(kg.ddbar(pot, z), G, **SAME)
+    assert seen == [15]
+    seen.clear()
+    monkeypatch.setattr(engine, "_LOOP_BLOCK_ELEMENTS", 4 * 16)
+    assert_close(kg.ddbar(pot, z), G, **SAME)
+    assert seen == [4, 4, 4, 3]
 
 
 def test_fallback_without_a_batching_rule(gen, monkeypatch):
-    """Where torch has no batching rule for some backward, the other modes are used."""
+    """Where torch has no batching rule for some backward, the rows are looped (remembered per
+    kind of function, so the batched pass is tried once)."""
     real_grad = torch.autograd.grad
     batched_calls = []
 
@@ -260,33 +269,20 @@ def test_fallback_without_a_batching_rule(gen, monkeypatch):
     pot = _mixture(2, gen)
     z = random_points(2, (8,), generator=gen)
     G = kg.ddbar(pot, z)
+    assert engine._row_mode(pot, 2, 8, 4) == "batched"  # 2n × 4 points: a small call
     monkeypatch.setattr(torch.autograd, "grad", grad)
-    monkeypatch.setattr(engine, "_ROW_MODE", {})
+    monkeypatch.setattr(engine, "_NO_BATCHING_RULE", set())
     assert_close(kg.ddbar(pot, z, chunk_size=4), G, **SAME)
-    assert len(batched_calls) == 1  # tried once while timing the first block, never chosen
-    assert set(engine._ROW_MODE.values()) <= {"loop", "replicated"}
-    batched_calls.clear()
-    engine._ROW_MODE.clear()
-    engine._ROW_MODE[engine._row_key(pot, z[:4], True)] = "batched"  # e.g. chosen elsewhere
-    assert_close(kg.ddbar(pot, z, chunk_size=4), G, **SAME)
-    assert len(batched_calls) == 1  # tried once, then looped
-    assert set(engine._ROW_MODE.values()) == {"loop"}
+    assert len(batched_calls) == 1  # tried on the first block, then looped
+    assert engine._NO_BATCHING_RULE == {GaussianMixturePotential}
+    other = _mixture(2, gen)
+    assert_close(kg.ddbar(other, z), kg.ddbar(other, z, batched=False), **SAME)
+    assert len(batched_calls) == 1  # another instance of the same class: looped at once
 
 
-class _Always(dict):
-    """A row-mode table that answers one mode for every key."""
-
-    def __init__(self, mode):
-        super().__init__()
-        self.mode = mode
-
-    def get(self, key, default=None):
-        return self.mode
-
-
-@pytest.mark.parametrize("mode", ["batched", "loop", "replicated"])
+@pytest.mark.parametrize("mode", engine._MODES)
 def test_every_mode_agrees_with_the_per_point_engine(mode, gen, monkeypatch):
-    monkeypatch.setattr(engine, "_ROW_MODE", _Always(mode))
+    monkeypatch.setattr(engine, "_row_mode", lambda *args: mode)
     P = _hermitian_pd(3, gen).requires_grad_(True)
     pot = UserPotential(3, P)
     z = random_points(3, (7,), generator=gen)
@@ -301,23 +297,109 @@ def test_every_mode_agrees_with_the_per_point_engine(mode, gen, monkeypatch):
     for case in range(len(IDS)):  # every library potential, in this mode
         lib, zl = library_potentials(gen)[case]
         assert_close(kg.ddbar(lib, zl), kg.ddbar(lib, zl, batched=False), **SAME)
+    for n in (1, 2):  # and the rows themselves against central differences
+        _check_rows_against_finite_differences(mode, n, gen)
+        z64 = random_points(n, (5,), generator=gen).to(torch.complex64)  # cotangents per dtype
+        G64 = kg.ddbar(FubiniStudy(n), z64)
+        assert G64.dtype == torch.complex64
+        assert_close(G64, FubiniStudy(n).levi(z64), **TOL[torch.complex64])
 
 
-def test_row_mode_is_measured_once_per_kind_and_size(gen, monkeypatch):
-    monkeypatch.setattr(engine, "_ROW_MODE", {})
-    pot = _mixture(2, gen)
-    z = random_points(2, (8,), generator=gen)
-    G = kg.ddbar(pot, z)
-    assert list(engine._ROW_MODE.values()) in (["batched"], ["loop"], ["replicated"])
-    (key,) = engine._ROW_MODE
-    assert key[0] is GaussianMixturePotential and key[1] == 4
-    other = _mixture(2, gen)
-    assert_close(kg.ddbar(other, z), kg.ddbar(other, z, batched=False), **SAME)
-    assert len(engine._ROW_MODE) == 1  # another instance of the same class, same size
-    assert_close(G, pot.levi(z), **SAME)
-    monkeypatch.setattr(engine, "_ROW_MODE_MAX", 1)
-    kg.ddbar(FubiniStudy(2), z)  # a new key clears the full table first
-    assert len(engine._ROW_MODE) == 1 and next(iter(engine._ROW_MODE))[0] is FubiniStudy
+def _check_rows_against_finite_differences(mode, n, gen):
+    """`_hessian_rows`: R[a] = ∂_x(∂f/∂x_a) + i ∂_y(∂f/∂x_a), R[n + a] = the same for ∂f/∂y_a,
+    against central differences of the closed-form gradient of Fubini–Study,
+    ∂_x K + i ∂_y K = 2 ∂̄K = 2 z / (1 + |z|²) (no autodiff in the oracle)."""
+    z = random_points(n, (4,), generator=gen)
+    R, keep = engine._hessian_rows(FubiniStudy(n), z, True, mode)
+    assert R.shape == (4, 2 * n, n) and not keep
+
+    def g(w):
+        return 2 * w / (1 + (w.real**2 + w.imag**2).sum(-1, keepdim=True))
+
+    h = 1e-5
+    for a in range(2 * n):
+        e = torch.zeros(n, dtype=C128)
+        e[a % n] = 1 if a < n else 1j
+        fd = (g(z + h * e) - g(z - h * e)) / (2 * h)
+        assert_close(R[:, a], fd, rtol=1e-8, atol=1e-8)
+
+
+def test_row_mode_is_a_fixed_rule(gen, monkeypatch):
+    """No timing: the mode depends on f.ddbar_mode, n and the points per call only, and ddbar
+    follows it."""
+    rule = engine._row_mode
+    cap = engine._BATCHED_MAX_DIRECTIONS
+
+    def plain(w):
+        return torch.log1p((w.real**2 + w.imag**2).sum(-1))
+
+    for n in (2, 3, 8, 16):
+        points = cap // (2 * n)
+        assert rule(plain, n, points, None) == "batched"
+        assert rule(plain, n, points + 1, None) == "loop"
+        assert rule(plain, n, 10**6, points) == "batched"  # chunk_size bounds the call
+    assert rule(plain, 1, 10, None) == "loop"
+    for pot in (FubiniStudy(2), ComplexHyperbolic(3), Flat(16)):  # declared
+        assert pot.ddbar_mode == "batched" and rule(pot, pot.n, 10**6, None) == "batched"
+    # n = 1, declared light: two copies of small calls, the loop on larger ones
+    small = engine._REPLICATE_MAX_DIRECTIONS // 2
+    assert FubiniStudy(1).ddbar_mode == "batched"
+    assert rule(FubiniStudy(1), 1, small, None) == "replicated"
+    assert rule(FubiniStudy(1), 1, small + 1, None) == "loop"
+    assert rule(FubiniStudy(1), 1, 10**6, small) == "replicated"
+    assert _mixture(2, gen).ddbar_mode is None and rule(_mixture(2, gen), 2, 10**6, None) == "loop"
+    assert Product([FubiniStudy(1), ComplexHyperbolic(2)]).ddbar_mode == "batched"
+    assert PotentialSum([FubiniStudy(2), _mixture(2, gen)]).ddbar_mode is None
+    plain.ddbar_mode = "loop"
+    assert rule(plain, 2, 4, None) == "loop"
+    plain.ddbar_mode = "replicated"
+    assert rule(plain, 2, 10**6, None) == "replicated"
+    plain.ddbar_mode = "fastest"
+    with pytest.raises(ValueError, match=r"f.ddbar_mode must be one of \('loop', 'batched', 'r"):
+        kg.ddbar(plain, random_points(2, (3,), generator=gen), batched=True)
+    del plain.ddbar_mode
+
+    seen = []
+    real = engine._hessian_rows
+
+    def spy(f, zb, grad_on, mode):
+        seen.append((zb.shape[0], mode))
+        return real(f, zb, grad_on, mode)
+
+    monkeypatch.setattr(engine, "_hessian_rows", spy)
+    monkeypatch.setattr(engine, "_BATCHED_MAX_DIRECTIONS", 40)  # 10 points at n = 2
+    z = random_points(2, (12,), generator=gen)
+    fs = FubiniStudy(2).levi(z)
+    assert_close(kg.ddbar(plain, z[:10], batched=True), fs[:10], **SAME)
+    assert_close(kg.ddbar(plain, z, batched=True), fs, **SAME)
+    assert_close(kg.ddbar(plain, z, batched=True, chunk_size=6), fs, **SAME)
+    assert_close(kg.ddbar(FubiniStudy(2), z), fs, **SAME)
+    assert_close(kg.ddbar(FubiniStudy(1), z[:, :1]), FubiniStudy(1).levi(z[:, :1]), **SAME)
+    monkeypatch.setattr(engine, "_REPLICATE_MAX_DIRECTIONS", 20)  # 10 points at n = 1
+    assert_close(kg.ddbar(FubiniStudy(1), z[:, :1]), FubiniStudy(1).levi(z[:, :1]), **SAME)
+    assert seen == [
+        (10, "batched"),
+        (12, "loop"),
+        (6, "batched"),
+        (6, "batched"),
+        (12, "batched"),
+        (12, "replicated"),
+        (12, "loop"),
+    ]
+
+
+def test_lazy_conjugate_and_negative_views(gen):
+    """The engine differentiates at the points themselves: lazily conjugated (or negated)
+    inputs are resolved before f sees them (torch.view_as_real inside f refuses them)."""
+    z = random_points(2, (4,), generator=gen)
+
+    def fs(w):  # Fubini–Study through torch.view_as_real, without a domain check
+        return torch.log1p(torch.view_as_real(w).square().sum((-1, -2)))
+
+    for w in (z.conj(), torch._neg_view(z), torch._neg_view(z.conj())):
+        plain = w.resolve_conj().resolve_neg()
+        assert_close(kg.ddbar(fs, w, batched=True), FubiniStudy(2).levi(plain), **SAME)
+        assert_close(partial(fs, w, batched=True), FubiniStudy(2).partial(plain), **SAME)
 
 
 def test_other_runtime_errors_propagate(gen, monkeypatch):
@@ -465,19 +547,3 @@ def test_columns_of_G_from_2n_hessian_vector_products(n, gen):
         assert torch.trace(0.5 * (P + J.T @ P @ J)) == pytest.approx(m - k)
         # yet its Levi matrix is not 0: tr G = ¼ tr(P_xx + P_yy) = (2n − k)/4
         assert levi_from_real_hessian(P).diagonal().real.sum() == pytest.approx((m - k) / 4)
-
-
-def test_preferred_mode_is_kept_within_the_margin(gen, monkeypatch):
-    monkeypatch.setattr(engine, "_ROW_MODE", {})
-    monkeypatch.setattr(engine, "_MODE_MARGIN", 1e9)  # any timing is "close"
-    z = random_points(2, (5,), generator=gen)
-
-    def f(w):
-        return torch.log1p((w.real**2 + w.imag**2).sum(-1))
-
-    kg.ddbar(f, z, batched=True)
-    assert list(engine._ROW_MODE.values()) == ["batched"]  # the default preference
-    engine._ROW_MODE.clear()
-    f.ddbar_mode = "loop"
-    assert_close(kg.ddbar(f, z, batched=True), FubiniStudy(2).levi(z), **SAME)
-    assert list(engine._ROW_MODE.values()) == ["loop"]

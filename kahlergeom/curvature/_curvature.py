@@ -121,7 +121,7 @@ def ricci(metric_fn: Callable, z: torch.Tensor, chunk_size: int | None = None) -
         return -hermitian_logdet(metric_fn(w))
 
     # Through the Cholesky backward a loop of 2n reverse passes was 1.3–1.9× faster than one
-    # batched pass at n = 4–8 (benchmarks/bench_curvature.py): prefer it when timings are close.
+    # batched pass at n = 4–8 (benchmarks/bench_curvature.py): declare it.
     neg_logdet.ddbar_mode = "loop"
     return _levi(neg_logdet, z, chunk_size, batched=True)
 

@@ -52,6 +52,14 @@ class KahlerPotential(abc.ABC):
     #: (e.g. one base point per batch entry): every point is then differentiated on its own,
     #: under ``torch.func.vmap``.
     batched_call: bool = True
+    #: How the batched Wirtinger engine takes the 2n real Hessian rows on the CPU:
+    #: ``"batched"`` (one ``is_grads_batched`` reverse pass), ``"loop"`` (2n reverse passes,
+    #: the cost of the column loop), or ``None`` (the default: batched only on calls of at most
+    #: a few thousand point-directions, the loop elsewhere). Declare ``"batched"`` for a light,
+    #: elementwise potential: the library's closed forms do (measured 1.3–2.6× faster than the
+    #: loop, benchmarks/bench_ddbar.py). Through heavy backward graphs (a decoder, a Gaussian
+    #: mixture's matrix products, a Cholesky) the batched pass lost on large blocks.
+    ddbar_mode: str | None = None
 
     def __init__(self, n: int):
         self.n = check_positive_int(n, "n")

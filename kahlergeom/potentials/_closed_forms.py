@@ -80,6 +80,8 @@ def _radial_spray_linearised(z, u, dz, du, c, dc_dx):
 class Flat(KahlerPotential):
     r"""Flat C^n: $K = |z|^2$, $G = I$ (the Euclidean metric of R^{2n})."""
 
+    ddbar_mode = "batched"  # elementwise: see KahlerPotential.ddbar_mode
+
     #: Curvature ≤ 0 on a simply connected domain: geodesics are unique and minimising.
     hadamard = True
 
@@ -149,6 +151,8 @@ class FubiniStudy(KahlerPotential):
     underflows, and checked entry points refuse such points instead of returning NaN.
     """
 
+    ddbar_mode = "batched"  # elementwise: see KahlerPotential.ddbar_mode
+
     domain_description = (
         "all of C^n, numerically |z|^2 < 1/sqrt(tiny) of the point's real dtype so that G is "
         "representable (|z| < 3.0e9 in complex64, 8.2e76 in complex128; use complex128 for "
@@ -159,7 +163,11 @@ class FubiniStudy(KahlerPotential):
         return torch.log1p(sq_norm(z))
 
     def contains(self, z):
-        return sq_norm(z) < _representable_radius_sq(z.dtype)
+        # |z|² as a matrix-vector product (a check, no autodiff): 3–8× faster than sq_norm's
+        # sum over the short last axes for n ≤ 2 (it runs on every checked call); rounding
+        # order aside the same number, and the bound lies far beyond any rounding difference.
+        v = torch.view_as_real(z).flatten(-2)
+        return v.square() @ v.new_ones(v.shape[-1]) < _representable_radius_sq(z.dtype)
 
     def levi(self, z):
         t = 1 / (1 + sq_norm(z))  # (...), in (0, 1]
@@ -202,6 +210,8 @@ class ComplexHyperbolic(KahlerPotential):
     $G[a,b] = \dfrac{(1-|z|^2)\,\delta_{ab} + \bar z_a z_b}{(1-|z|^2)^2}$; holomorphic sectional
     curvature −2, Ricci $= -(n+1)G$. For n = 1 this is geomstats' ComplexPoincareDisk.
     """
+
+    ddbar_mode = "batched"  # elementwise: see KahlerPotential.ddbar_mode
 
     domain_description = "the open unit ball |z| < 1"
     #: Curvature ≤ 0 on a simply connected domain: geodesics are unique and minimising.

@@ -25,6 +25,11 @@ def _as_potential_list(potentials, name: str) -> list[KahlerPotential]:
     return out
 
 
+def _shared_mode(parts) -> str | None:
+    """``"batched"`` if every part declares it (`KahlerPotential.ddbar_mode`), else None."""
+    return "batched" if all(p.ddbar_mode == "batched" for p in parts) else None
+
+
 class Product(KahlerPotential):
     r"""Product manifold: $K(z^{(1)}, \dots, z^{(r)}) = \sum_i K_i(z^{(i)})$.
 
@@ -37,6 +42,7 @@ class Product(KahlerPotential):
         self.sizes = [p.n for p in self.factors]
         super().__init__(sum(self.sizes))
         self.batched_call = all(p.batched_call for p in self.factors)
+        self.ddbar_mode = _shared_mode(self.factors)
 
     @property
     def hadamard(self) -> bool:
@@ -240,6 +246,7 @@ class LogSumExp(KahlerPotential):
         self.temperature = check_temperature(temperature)
         super().__init__(ns.pop())
         self.batched_call = all(p.batched_call for p in self.components)
+        self.ddbar_mode = _shared_mode(self.components)
 
     def _scores(self, z):
         values = torch.stack([p(z) for p in self.components], -1)
@@ -286,6 +293,7 @@ class PotentialSum(KahlerPotential):
         self.terms = terms
         super().__init__(ns.pop())
         self.batched_call = all(t.batched_call for t in terms)
+        self.ddbar_mode = _shared_mode(terms)
 
     def __call__(self, z):
         return sum(t(z) for t in self.terms)

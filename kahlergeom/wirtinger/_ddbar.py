@@ -1,25 +1,29 @@
 """The vectorised ∂∂̄ engine.
 
-Everything is differentiated in real coordinates u = (x, y) ∈ R^{2n} (x first), because
-``torch.func``'s ``jacfwd``/``jacrev``/``hessian`` refuse complex inputs; complex
-intermediates inside the differentiated function are fine. Never a Python loop over points.
+Derivatives are taken in real coordinates u = (x, y) ∈ R^{2n} (x first): ``torch.func``'s
+``jacfwd``/``jacrev``/``hessian`` refuse complex inputs, so the per-point engine works on u;
+the batched engine differentiates from complex points directly, where torch's gradient of a
+real function is ∂_x f + i ∂_y f (a complex vector of real partials). Complex intermediates
+inside the differentiated function are fine. Never a Python loop over points.
 
 Two engines for ∂∂̄ and ∂ (same numbers, to rounding):
 
 * **batched** (for functions declared batched: a `KahlerPotential`, whose ``__call__`` maps
   ``(..., n) → (...)`` point by point, or ``batched=True``): ``f`` is called once on a block of
-  points; one ``torch.autograd.grad`` of ``f(u).sum()`` with ``create_graph=True`` gives the
-  gradient of every point, and one more reverse pass per real direction gives the rows of
-  every point's real Hessian: looped (the column loop), batched into one call with
-  ``is_grads_batched``, or through one evaluation of f on 2n copies of the block — whichever
-  was fastest the first time this kind of function was differentiated at this size
-  (`_block_hessians`). Blocks are sized so that the Hessian
-  block holds at most ``_HESSIAN_BLOCK_ELEMENTS`` numbers (measured: larger blocks fall out of
-  cache). Used only outside ``torch.func`` transforms, inference mode and forward-AD dual
-  levels, and on the CPU (on a GPU the per-point engine was measured fast; this one was not).
+  points, differentiated from the complex points as a leaf; one ``torch.autograd.grad`` with
+  ``create_graph=True`` gives g = ∂_x f + i ∂_y f at every point, and vector-Jacobian products
+  of g with the 2n unit cotangents e_a, i e_a give the rows of every point's real Hessian as
+  n complex numbers each (`_hessian_rows`, `levi_from_hessian_rows`): looped (the column
+  loop), batched into one call with ``is_grads_batched``, or from one evaluation of f on 2n
+  copies of the block. Which one is a fixed rule of f's declared ``ddbar_mode``, n and the
+  number of points (`_row_mode`; no timing). Blocks hold at most ``_HESSIAN_BLOCK_ELEMENTS``
+  real-Hessian numbers for the batched and replicated passes (measured: larger blocks fall out
+  of cache) and ``_LOOP_BLOCK_ELEMENTS`` (a memory bound) for the loop. Used only outside
+  ``torch.func`` transforms, inference mode and forward-AD dual levels, and on the CPU (on a
+  GPU the per-point engine was measured fast; this one was not).
 * **per point** (any other callable, other devices, and inside ``torch.func`` transforms, where
   ``torch.autograd.grad`` cannot run): ``torch.func.vmap`` over points (optionally chunked) of
-  ``torch.func.hessian`` / ``grad``; ``f`` sees one point ``(n,)``.
+  ``torch.func.hessian`` / ``grad`` in real coordinates; ``f`` sees one point ``(n,)``.
 
 Two layers:
 
@@ -31,8 +35,6 @@ Two layers:
 
 from __future__ import annotations
 
-import math
-import time
 import warnings
 from collections.abc import Callable
 
@@ -43,7 +45,13 @@ from torch.func import grad as _grad
 from torch.func import hessian, jacfwd, vmap
 
 from kahlergeom._checks import check_chunk_size, check_in_domain, check_points
-from kahlergeom._linalg import from_real, levi_from_real_hessian, to_real, wirtinger
+from kahlergeom._linalg import (
+    from_real,
+    levi_from_hessian_rows,
+    levi_from_real_hessian,
+    to_real,
+    wirtinger,
+)
 
 # torch imports its forward-mode decompositions lazily on the first jvp, and that import emits
 # a DeprecationWarning about torch.jit.script (torch 2.13). Import it once here, silently, so
@@ -59,6 +67,10 @@ with warnings.catch_warnings():
 #: batched backward over 2n directions is fastest up to about this size on CPU; beyond it the
 #: block leaves the cache (benchmarks/bench_ddbar.py, docs/benchmarks.md).
 _HESSIAN_BLOCK_ELEMENTS = 2**18
+#: The same bound for the looped rows, which hold no more than the column loop does (the block's
+#: graph and its rows) and gain from large blocks (fewer passes per point): a memory bound only,
+#: 2n² complex numbers per point, 64 MiB of rows at most in complex128.
+_LOOP_BLOCK_ELEMENTS = 2**22
 
 __all__ = [
     "closedness_residual",
@@ -163,10 +175,11 @@ def _use_batched(f: Callable, batched: bool | None, z: torch.Tensor) -> bool:
     )
 
 
-def _blocks(n_points: int, chunk_size: int | None, per_point: int):
-    """Slices of at most ``chunk_size`` points and at most ``_HESSIAN_BLOCK_ELEMENTS //
-    per_point`` points (at least one)."""
-    size = max(1, _HESSIAN_BLOCK_ELEMENTS // per_point)
+def _blocks(n_points: int, chunk_size: int | None, per_point: int, budget: int | None = None):
+    """Slices of at most ``chunk_size`` points and at most ``budget // per_point`` points (at
+    least one; ``budget`` defaults to ``_HESSIAN_BLOCK_ELEMENTS``)."""
+    budget = _HESSIAN_BLOCK_ELEMENTS if budget is None else budget
+    size = max(1, budget // per_point)
     if chunk_size is not None:
         size = min(size, chunk_size)
     return [slice(i, i + size) for i in range(0, n_points, size)]
@@ -190,10 +203,9 @@ def _has_other_leaves(t: torch.Tensor, leaf: torch.Tensor) -> bool:
     return False
 
 
-def _batched_values(f: Callable, u: torch.Tensor) -> torch.Tensor:
-    """f at the points of u (B, 2n), checked: real, one value per point, shape (B,)."""
-    n = u.shape[-1] // 2
-    out = f(torch.complex(u[:, :n], u[:, n:]))
+def _batched_values(f: Callable, w: torch.Tensor) -> torch.Tensor:
+    """f at the complex points w (B, n), checked: real, one value per point, shape (B,)."""
+    out = f(w)
     if not isinstance(out, torch.Tensor):
         raise ValueError(
             f"f must return a torch.Tensor (a real value per point); got {type(out).__name__}."
@@ -203,168 +215,156 @@ def _batched_values(f: Callable, u: torch.Tensor) -> torch.Tensor:
             "f must return a real tensor (a Kähler potential is real-valued); it returned "
             f"{out.dtype}. Return the real part, e.g. `.real`, if the imaginary part is zero."
         )
-    if out.shape != u.shape[:1]:
+    if out.shape != w.shape[:1]:
         raise ValueError(
             "f must return one real value per point: shape (...) for points of shape (..., n); "
-            f"for {u.shape[0]} points of shape ({n},) it returned shape {tuple(out.shape)}. "
-            "A function of one point only must be passed with batched=False."
+            f"for {w.shape[0]} points of shape ({w.shape[1]},) it returned shape "
+            f"{tuple(out.shape)}. A function of one point only must be passed with batched=False."
         )
     return out
 
 
 def _batched_leaf(z: torch.Tensor, grad_on: bool) -> tuple[torch.Tensor, bool]:
-    """Real coordinates to differentiate at, and whether z's own graph must be kept (only when
-    the caller's grad mode, ``grad_on``, is enabled)."""
+    """The complex points to differentiate at, and whether z's own graph must be kept (only
+    when the caller's grad mode, ``grad_on``, is enabled). Lazy conjugate / negative views are
+    resolved first (``torch.view_as_real`` inside f refuses them)."""
     keep = grad_on and z.requires_grad
-    u = to_real(z)
-    return (u if keep else u.detach().requires_grad_(True)), keep
+    w = z.resolve_conj().resolve_neg()
+    return (w if keep else w.detach().requires_grad_(True)), keep
 
 
-#: The fastest way (`_real_hessians`: ``"loop"``, ``"batched"`` or ``"replicated"``) per kind of
-#: function and block size, measured once per process on CPU (`_block_hessians`). All give the
-#: same numbers; which is fastest depends on f's operations and the size (measured: the batched
-#: backward is up to ~1.5× faster than the loop for elementwise potentials at n = 4–16 and ~2×
-#: slower through a Cholesky backward at n = 8; replicating the block wins at small n and N).
-_ROW_MODE: dict[tuple, str] = {}
-_ROW_MODE_MAX = 512
-#: Blocks up to this many Hessian entries also try the replicated mode (it wins only on small
-#: blocks, where fixed per-pass costs dominate).
-_REPLICATE_MAX_ELEMENTS = 2**15
-_MODE_MARGIN = 1.25
+#: Row modes of `_hessian_rows`; all give the same numbers to rounding.
 _MODES = ("loop", "batched", "replicated")
+#: Without a declared mode, the batched pass is used only where the whole call is one small
+#: block: at most this many point-directions (2n × points). There the per-pass costs dominate
+#: and it won even through heavy backward graphs; on larger blocks it lost to the loop by up to
+#: 1.6× through a decoder, a Gaussian mixture or a Cholesky (benchmarks/bench_ddbar.py,
+#: docs/benchmarks.md).
+_BATCHED_MAX_DIRECTIONS = 2**13
+#: A light function of one complex variable (``ddbar_mode = "batched"``, n = 1) is evaluated on
+#: two copies of the points, one reverse pass for both rows, on calls of at most this many
+#: point-directions (2 × points): 1.1–1.3× faster than the loop there, slower beyond.
+_REPLICATE_MAX_DIRECTIONS = 2**12
 
 
-def _row_key(f: Callable, z: torch.Tensor, grad_on: bool) -> tuple:
-    """What the mode choice depends on: f's class (or code), n, dtype, device, block size."""
-    kind = getattr(f, "__code__", None) or type(f)
-    m = 2 * z.shape[-1]
-    size = (z.shape[0] * m * m).bit_length() // 2  # buckets of a factor 4
-    return (kind, m, z.dtype, z.device.type, size, grad_on and z.requires_grad)
+def _row_mode(f: Callable, n: int, n_points: int, chunk_size: int | None) -> str:
+    """How `_hessian_rows` takes the 2n rows of ``n_points`` points. A fixed rule, no timing:
+    the same call always takes the same path.
+
+    * ``f.ddbar_mode = "loop"`` or ``"replicated"``: that mode.
+    * ``f.ddbar_mode = "batched"`` (a light, elementwise function; the library's closed forms
+      declare it): the batched pass for n ≥ 2; for n = 1 (two rows, nothing to batch) the
+      replicated pass on calls of at most ``_REPLICATE_MAX_DIRECTIONS`` point-directions, the
+      loop on larger ones.
+    * undeclared (``None``): the batched pass for n ≥ 2 on calls of at most
+      ``_BATCHED_MAX_DIRECTIONS`` point-directions, the loop elsewhere.
+
+    Points per call: ``n_points``, or ``chunk_size`` when smaller.
+    """
+    mode = getattr(f, "ddbar_mode", None)
+    if mode is not None and mode not in _MODES:
+        raise ValueError(f"f.ddbar_mode must be one of {_MODES} or None; got {mode!r}.")
+    directions = 2 * n * (n_points if chunk_size is None else min(n_points, chunk_size))
+    if mode == "batched" and n == 1:
+        return "replicated" if directions <= _REPLICATE_MAX_DIRECTIONS else "loop"
+    if mode is not None:
+        return mode
+    return "batched" if n > 1 and directions <= _BATCHED_MAX_DIRECTIONS else "loop"
 
 
-def _rows_batched(g, u, create_graph: bool) -> torch.Tensor:
-    """The 2n vector-Jacobian products with one-hot cotangents in one ``is_grads_batched``
-    reverse pass (raises ``RuntimeError`` where torch lacks a batching rule)."""
-    B, m = u.shape
-    eye = torch.eye(m, dtype=u.dtype, device=u.device).unsqueeze(1).expand(m, B, m)
+#: The 2n unit cotangents (2n, n) per (n, dtype, device): e_a and i e_a (`_cotangents`).
+_UNITS: dict[tuple, torch.Tensor] = {}
+
+
+def _cotangents(w: torch.Tensor) -> torch.Tensor:
+    """V (2n, B, n) complex: V[a] = e_a and V[n + a] = i e_a at every point (a < n); a
+    broadcast view (stride 0 along the points) of a cached (2n, n) constant."""
+    B, n = w.shape
+    key = (n, w.dtype, w.device)
+    units = _UNITS.get(key)
+    if units is None:
+        eye = torch.eye(n, dtype=w.dtype, device=w.device)
+        units = torch.cat([eye, 1j * eye])
+        if len(_UNITS) >= 64:
+            _UNITS.clear()
+        _UNITS[key] = units
+    return units.unsqueeze(1).expand(2 * n, B, n)
+
+
+def _hessian_rows(f: Callable, zb: torch.Tensor, grad_on: bool, mode: str):
+    """Complex Hessian rows R (B, 2n, n) of f at the points zb (B, n), and whether R keeps a
+    graph (for `levi_from_hessian_rows`).
+
+    ``R`` is ``None`` where f does not depend on z. With z = x + iy, one reverse pass of the
+    batch sum from a complex leaf gives torch's gradient g = ∂_x f + i ∂_y f = 2 ∂̄f at every
+    point (``create_graph=True``). The vector-Jacobian product of g with a cotangent V (by
+    torch's convention the gradient of Re Σ conj(V) g) is, for V = e_a, the gradient of
+    ∂f/∂x_a: R[a] = ∂_x ∂_{x_a} f + i ∂_y ∂_{x_a} f; for V = i e_a, that of ∂f/∂y_a, R[n + a].
+    Points are independent, so one cotangent at every point gives that row at every point.
+    ``mode``: ``"loop"``, one reverse pass per row (the column loop); ``"batched"``, the 2n
+    rows in one ``is_grads_batched`` pass; ``"replicated"``, f evaluated once on 2n copies of
+    the block, copy j giving row j, all rows in one reverse pass.
+    """
+    w, keep = _batched_leaf(zb, grad_on)
+    B, n = w.shape
+    x = w.unsqueeze(0).expand(2 * n, B, n) if mode == "replicated" else w
+    k = _batched_values(f, x.reshape(-1, n))
+    if not k.requires_grad:  # f does not depend on z
+        return None, False
+    keep = keep or (grad_on and _has_other_leaves(k, w))
+    (g,) = torch.autograd.grad(k, x, torch.ones_like(k), create_graph=True)
+    if not g.requires_grad:  # f is affine in z: zero Hessian
+        return w.new_zeros(B, 2 * n, n), keep
+    V = _cotangents(w)
+    if mode == "replicated":
+        # copy j of the points depends on copy j only: one product with V gives all rows
+        (R,) = torch.autograd.grad(g, x, V, create_graph=keep, materialize_grads=True)
+        return R.transpose(0, 1), keep
+    if mode == "loop":
+        rows = [
+            torch.autograd.grad(
+                g, w, V[i], retain_graph=True, create_graph=keep, materialize_grads=True
+            )[0]
+            for i in range(2 * n)
+        ]
+        return torch.stack(rows, dim=1), keep
     with warnings.catch_warnings():
         # vmap's "performance drop" warning: its fallback loops, with correct values.
         warnings.simplefilter("ignore", UserWarning)
-        (rows,) = torch.autograd.grad(
+        (R,) = torch.autograd.grad(
             g,
-            u,
-            eye,
+            w,
+            V,
             retain_graph=True,
-            create_graph=create_graph,
+            create_graph=keep,
             is_grads_batched=True,
             materialize_grads=True,
         )
-    return rows.transpose(0, 1)
+    return R.transpose(0, 1), keep
 
 
-def _rows_looped(g, u, create_graph: bool) -> torch.Tensor:
-    """The same products, one reverse pass per real direction (the column loop)."""
-    rows = []
-    for i in range(u.shape[1]):
-        # Σ_points g_i: its gradient is row i at every point (points are independent).
-        (row,) = torch.autograd.grad(
-            g[:, i].sum(), u, retain_graph=True, create_graph=create_graph, materialize_grads=True
-        )
-        rows.append(row)
-    return torch.stack(rows, dim=1)
+#: Kinds of function (`_kind`) whose backward had no batching rule: their rows are looped.
+_NO_BATCHING_RULE: set = set()
 
 
-def _real_hessians(f: Callable, zb: torch.Tensor, grad_on: bool, mode: str):
-    """Real Hessians H (B, 2n, 2n) of f at the points zb (B, n), and whether they keep a graph.
-
-    ``H`` is ``None`` where f does not depend on z. One reverse pass gives the gradient g of
-    every point (``create_graph=True``); points are independent, so the vector-Jacobian product
-    of g with the same one-hot cotangent e_i at every point is row i of each point's Hessian.
-    ``mode``: ``"loop"``, one reverse pass per row (the column loop); ``"batched"``, the 2n
-    rows in one ``is_grads_batched`` pass; ``"replicated"``, f evaluated once on 2n copies of
-    the block, copy j giving row j through one reverse pass of Σ_j g[j, :, j].
-    """
-    u, keep = _batched_leaf(zb, grad_on)
-    B, m = u.shape
-    x = u.unsqueeze(0).expand(m, B, m) if mode == "replicated" else u
-    k = _batched_values(f, x.reshape(-1, m))
-    if not k.requires_grad:  # f does not depend on z
-        return None, False
-    keep = keep or (grad_on and _has_other_leaves(k, u))
-    (g,) = torch.autograd.grad(k, x, torch.ones_like(k), create_graph=True)
-    if not g.requires_grad:  # f is affine in u: zero Hessian
-        return u.new_zeros(B, m, m), keep
-    if mode == "loop":
-        return _rows_looped(g, u, keep), keep
-    if mode == "batched":
-        return _rows_batched(g, u, keep), keep
-    (H,) = torch.autograd.grad(
-        g.diagonal(dim1=0, dim2=2).sum(), x, create_graph=keep, materialize_grads=True
-    )
-    return H.transpose(0, 1), keep
+def _kind(f: Callable):
+    return getattr(f, "__code__", None) or type(f)
 
 
-def _block_hessians(f: Callable, zb: torch.Tensor, grad_on: bool):
-    """`_real_hessians` by the mode `_ROW_MODE` holds for this kind of block.
-
-    The first time a kind is seen on CPU, the modes are timed on this block, best of two runs
-    each (the loop's first run is the answer; the batched pass after one untimed warm-up run of
-    vmap; the replicated one only on blocks of at most ``_REPLICATE_MAX_ELEMENTS``): 5–7 block
-    computations, once per kind and size. The mode ``f.ddbar_mode`` names (default
-    ``"batched"``) is kept unless another is faster by more than ``_MODE_MARGIN``, a margin
-    against timing noise. ``"batched"`` on other devices.
-    Where torch lacks a batching rule for some op's backward, the other modes.
-    """
-    key = _row_key(f, zb, grad_on)
-    mode = _ROW_MODE.get(key)
-    if mode is None and zb.device.type != "cpu":
-        mode = "batched"
-    if mode is not None:
+def _block_rows(f: Callable, zb: torch.Tensor, grad_on: bool, mode: str):
+    """`_hessian_rows` in ``mode``; where torch lacks a batching rule for some op's backward,
+    the loop (remembered per kind of function, so the batched pass is tried once)."""
+    if mode != "batched":
+        return _hessian_rows(f, zb, grad_on, mode)
+    kind = _kind(f)
+    if kind not in _NO_BATCHING_RULE:
         try:
-            return _real_hessians(f, zb, grad_on, mode)
+            return _hessian_rows(f, zb, grad_on, mode)
         except RuntimeError as exc:
-            if mode != "batched" or not _is_missing_batching_rule(exc):
+            if not _is_missing_batching_rule(exc):
                 raise
-            _remember(key, "loop")
-            return _real_hessians(f, zb, grad_on, "loop")
-    t0 = time.perf_counter()
-    result = _real_hessians(f, zb, grad_on, "loop")  # the answer; also validates f
-    best = {"loop": time.perf_counter() - t0}
-    if result[0] is None:
-        return result
-    m = 2 * zb.shape[-1]
-    # The first batched run warms vmap up (untimed); then loop and batched alternate once more:
-    # best of two each, robust to a burst of load.
-    runs = ["batched", "batched", "loop", "batched"]
-    if zb.shape[0] * m * m <= _REPLICATE_MAX_ELEMENTS:
-        runs += ["replicated", "replicated"]
-    for i, name in enumerate(runs):
-        if name == "batched" and best.get("batched") == math.inf:
-            continue  # no batching rule
-        t0 = time.perf_counter()
-        try:
-            _real_hessians(f, zb, grad_on, name)
-        except RuntimeError as exc:
-            if name != "batched" or not _is_missing_batching_rule(exc):
-                raise
-            best["batched"] = math.inf
-            continue
-        if i > 0:
-            best[name] = min(best.get(name, math.inf), time.perf_counter() - t0)
-    fastest = min(best, key=best.__getitem__)
-    # Timings on a loaded machine are noisy: keep f's preferred mode (``f.ddbar_mode``, default
-    # the batched pass) unless another one beats it clearly.
-    preferred = getattr(f, "ddbar_mode", "batched")
-    if preferred in best and best[preferred] <= _MODE_MARGIN * best[fastest]:
-        fastest = preferred
-    _remember(key, fastest)
-    return result
-
-
-def _remember(key: tuple, mode: str) -> None:
-    if len(_ROW_MODE) >= _ROW_MODE_MAX:
-        _ROW_MODE.clear()
-    _ROW_MODE[key] = mode
+            _NO_BATCHING_RULE.add(kind)
+    return _hessian_rows(f, zb, grad_on, "loop")
 
 
 def _join(blocks: list[torch.Tensor], empty: torch.Tensor) -> torch.Tensor:
@@ -378,37 +378,40 @@ def _levi_batched(f: Callable, z: torch.Tensor, chunk_size: int | None) -> torch
     """Levi matrices by the batched autograd engine (see the module docstring); f batched."""
     n = z.shape[-1]
     zf, batch = _flatten(z)
+    mode = _row_mode(f, n, zf.shape[0], chunk_size)
+    budget = _LOOP_BLOCK_ELEMENTS if mode == "loop" else _HESSIAN_BLOCK_ELEMENTS
     out = []
     grad_on = torch.is_grad_enabled()
     with torch.enable_grad():
-        for block in _blocks(zf.shape[0], chunk_size, (2 * n) ** 2):
-            H, keep = _block_hessians(f, zf[block], grad_on)
-            if H is None:  # f does not depend on z: zero Levi matrix
+        for block in _blocks(zf.shape[0], chunk_size, (2 * n) ** 2, budget):
+            R, keep = _block_rows(f, zf[block], grad_on, mode)
+            if R is None:  # f does not depend on z: zero Levi matrix
                 out.append(zf.new_zeros(zf[block].shape[0], n, n))
                 continue
-            G = levi_from_real_hessian(H)
+            G = levi_from_hessian_rows(R)
             out.append(G if keep else G.detach())
     return _join(out, z.new_zeros(0, n, n)).reshape(*batch, n, n)
 
 
 def _partial_batched(f: Callable, z: torch.Tensor, chunk_size: int | None) -> torch.Tensor:
-    """∂f by one batched reverse pass per block (see `_levi_batched`)."""
+    """∂f by one batched reverse pass per block (see `_levi_batched`): torch's gradient from a
+    complex leaf is g = ∂_x f + i ∂_y f = 2 ∂̄f, so ∂f = conj(g) / 2 for real f."""
     n = z.shape[-1]
     zf, batch = _flatten(z)
     out = []
     grad_on = torch.is_grad_enabled()
     with torch.enable_grad():
         for block in _blocks(zf.shape[0], chunk_size, 2 * n):
-            u, keep = _batched_leaf(zf[block], grad_on)
-            k = _batched_values(f, u)
+            w, keep = _batched_leaf(zf[block], grad_on)
+            k = _batched_values(f, w)
             if not k.requires_grad:
-                out.append(zf.new_zeros(u.shape[0], n))
+                out.append(zf.new_zeros(w.shape[0], n))
                 continue
-            keep = keep or (grad_on and _has_other_leaves(k, u))
+            keep = keep or (grad_on and _has_other_leaves(k, w))
             (g,) = torch.autograd.grad(
-                k, u, torch.ones_like(k), create_graph=keep, materialize_grads=True
+                k, w, torch.ones_like(k), create_graph=keep, materialize_grads=True
             )
-            d = 0.5 * torch.complex(g[:, :n], -g[:, n:])
+            d = 0.5 * g.conj()
             out.append(d if keep else d.detach())
     return _join(out, z.new_zeros(0, n)).reshape(*batch, n)
 
@@ -512,13 +515,15 @@ def ddbar(
             one point must not be declared batched: ``lambda z: (z[0] * z[0].conj()).real``
             reads the first *point* of a batch.
 
-    How: in real coordinates u = (Re z, Im z). On the CPU a batched ``f`` is evaluated on
-    blocks of points with ``torch.autograd``: one reverse pass for every point's gradient
-    (``create_graph=True``), then the 2n real Hessian rows (row j is the gradient of the
-    batch-sum of gradient component j: points are independent), in one batched reverse pass
-    or a loop of 2n, whichever was faster the first time. Inside ``torch.func`` transforms, on
-    other devices, and for functions of one point: ``torch.func.vmap`` of
-    ``torch.func.hessian`` over the points. The two agree to rounding (~1e-16 relative; see
+    How: on the CPU a batched ``f`` is evaluated on blocks of points with ``torch.autograd``:
+    one reverse pass for every point's gradient ∂_x f + i ∂_y f (``create_graph=True``), then
+    the 2n real Hessian rows (row j is the gradient of the batch-sum of gradient component j:
+    points are independent), by a fixed rule: one batched reverse pass where f declares
+    ``ddbar_mode = "batched"`` (the library's closed-form potentials do) or the call is small,
+    a loop of 2n passes elsewhere, and for n = 1 one pass over two copies of a small block
+    (see `KahlerPotential.ddbar_mode`). Inside ``torch.func`` transforms, on other devices,
+    and for functions of one point: ``torch.func.vmap`` of ``torch.func.hessian`` over the
+    points, in real coordinates u = (Re z, Im z). The two agree to rounding (~1e-16 relative; see
     docs/benchmarks.md for speed). The result keeps its autograd graph when ``z`` or a tensor
     inside ``f`` requires grad (it can be backpropagated, e.g. through a regulariser), and has
     none otherwise.
@@ -529,7 +534,8 @@ def ddbar(
     Raises:
         ValueError: ``z`` is not complex, has the wrong last dimension, holds NaN/inf, or lies
             outside ``f.contains`` (when ``f`` has one); ``f`` does not return one real value
-            per point.
+            per point; ``f.ddbar_mode`` is set to something other than ``"loop"``,
+            ``"batched"``, ``"replicated"`` or ``None``.
 
     Example:
         >>> import torch, kahlergeom as kg
