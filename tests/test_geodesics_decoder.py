@@ -32,7 +32,7 @@ from kahlergeom.geodesics import (
     Shooting,
     solve_log,
 )
-from kahlergeom.geodesics._discrete import DECODER_LENGTH_RTOL
+from kahlergeom.geodesics._discrete import DECODER_LENGTH_RTOL, discretisation_error
 
 C128 = torch.complex128
 F64 = torch.float64
@@ -243,7 +243,7 @@ def test_small_budget_is_flagged():
     manifold methods return NaN with a GeodesicWarning."""
     M = kg.FisherManifold(sphere_decoder, n=1)
     z, w = pairs(1, 2, 6)
-    solver = DiscreteEnergy(max_iter=1, max_segments=32, energy_rtol=1e-12)
+    solver = DiscreteEnergy(max_iter=1, segments=32, max_segments=32, energy_rtol=1e-12)
     r = solve_log(M, z, w, solver=solver)
     assert r.status.tolist() == [NOT_CONVERGED] * 2 and not r.success.any()
     with pytest.warns(GeodesicWarning):
@@ -473,3 +473,28 @@ def test_resample_by_powers_of_two_keeps_the_spline():
         torch.testing.assert_close(vb, va, rtol=0, atol=1e-11)
     b = spline_eval(resample(Y, 24), t)[0]  # not a power of two: a different spline
     assert float((b - a).abs().max()) > 1e-6
+
+
+def test_discretisation_error_branches():
+    """`discretisation_error` against hand-computed sequences: the K⁻⁴ regime (ratio 16 seen
+    twice) gives the geometric tail d₃/15; an erratic sequence the largest of the last three
+    changes; changes at the rounding level count as converged; a non-finite length gives inf."""
+    L = 10.0
+    t = lambda *v: torch.tensor(v, dtype=F64)  # noqa: E731
+    # L_K = L + c K^-4 at K = 8, 16, 32, 64: changes c(8^-4 - 16^-4), ...: ratio 16
+    c = 1e3
+    Ls = [L + c * K**-4.0 for K in (8, 16, 32, 64)]
+    est = discretisation_error(*(t(v) for v in Ls))
+    d3 = Ls[2] - Ls[3]
+    torch.testing.assert_close(est, t(d3 / 15 / Ls[3]), rtol=1e-9, atol=0)
+    assert float(est) * Ls[3] == pytest.approx(Ls[3] - L, rel=1e-6)  # the tail is exact here
+    # erratic: changes 1e-3, −4e-4, 2e-5 → the largest of the three, 1e-3 (the last two: 4e-4)
+    Ls = [L + 1e-3, L, L + 4e-4, L + 3.8e-4]
+    est = discretisation_error(*(t(v) for v in Ls))
+    torch.testing.assert_close(est, t(1e-3 / Ls[3]), rtol=1e-9, atol=0)
+    # rounding level: the last change within 64 ulps → that change
+    Ls = [L + 1e-3, L + 1e-4, L + 1e-5, L + 1e-5 + 1e-15]
+    est = discretisation_error(*(t(v) for v in Ls))
+    assert float(est) <= 1e-15
+    # non-finite
+    assert math.isinf(float(discretisation_error(t(L), t(math.nan), t(L), t(L))))
