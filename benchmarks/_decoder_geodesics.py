@@ -198,7 +198,7 @@ def memory_worker(case: str, pairs: int) -> dict:
     solver = DiscreteEnergy()  # the FisherManifold default
     return measure_rss_in_worker(
         lambda: solve_log(M, z, w, solver=solver),
-        lambda: solve_log(M, z[:1], w[:1], solver=DiscreteEnergy(max_segments=32)),
+        lambda: solve_log(M, z[:1], w[:1], solver=DiscreteEnergy(max_segments=64)),
     )
 
 
