@@ -74,7 +74,7 @@ MAX_HALVINGS = 40
 #: `DECODER_LENGTH_RTOL` on decoder manifolds (``decoder_params``/``decoder_kl``: a
 #: `FisherManifold`). A decoder with a non-smooth activation (ReLU, cardioid) has a metric whose
 #: curves converge slowly under refinement (about K^-2): on the n = 4, D = 784 cardioid decoder of
-#: ``benchmarks/bench_geodesics.py`` 1e-4 costs ~1 s per pair and 1e-6 ~9 s (K up to 1024), while
+#: ``benchmarks/bench_geodesics.py`` 1e-4 costs ~1.4 s per pair and 1e-6 ~9 s (K to 1024), while
 #: stochman's default answers to ~1e-3; ``length_rtol=1e-6`` asks for more (docs/geodesics.md).
 LENGTH_RTOL = {torch.float64: 1e-6, torch.float32: 1e-3}
 DECODER_LENGTH_RTOL = {torch.float64: 1e-4, torch.float32: 1e-3}
@@ -619,7 +619,7 @@ class DiscreteEnergy(GeodesicSolver):
         length_rtol: tolerance of the discretisation check (``None``: on decoder manifolds
             1e-4 in float64, 1e-3 in float32 (`DECODER_LENGTH_RTOL`: ten times tighter than
             stochman's default answers, at a fraction of its time; a non-smooth decoder needs
-            K ≈ 1000 segments, ~9× the time, for 1e-6); on other manifolds 1e-6 in float64,
+            K ≈ 1000 segments, ~6× the time, for 1e-6); on other manifolds 1e-6 in float64,
             1e-3 in float32 (`LENGTH_RTOL`). `tolerances` returns the values used.
         energy: ``"divergence"`` (needs the manifold's ``decoder_params`` and ``decoder_kl``
             hooks), ``"metric"`` (any manifold) or ``"auto"`` (divergence when available).
