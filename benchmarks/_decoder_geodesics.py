@@ -293,7 +293,9 @@ def section_c(pairs, exact_pairs):
         pts, dt, r = run_ours(M, z, w, DiscreteEnergy(length_rtol=1e-6), samples=SAMPLES_C)
         L = quadrature_length(M, pts)
         _, dt_default, r_default = run_ours(M, z, w, samples=SAMPLES_C)
-        ref_solver = DiscreteEnergy(segments=512, max_segments=512, length_rtol=1.0)
+        ref_solver = DiscreteEnergy(
+            segments=512, max_segments=512, length_rtol=1.0, energy_rtol=1e-12
+        )
         r_ref = solve_log(M, z, w, solver=ref_solver)
         err_ref = ((r.length - r_ref.length) / r_ref.length).abs()
         case = f"(c) VAE decoder C²→C⁵⁰, {variance} variance"
