@@ -264,8 +264,11 @@ class FisherManifold(HermitianManifold):
         """The boundary-value solver `dist`, `log`, `geodesic` and ``solve_log`` use when none is
         given: `kahlergeom.geodesics.DiscreteEnergy` (curve energy through the decoder's output
         distributions; minutes → about a second per pair against `EnergyMinimisation`, see
-        ``docs/benchmarks.md``). Its ``log`` velocity is the discrete curve's tangent; pass
-        ``solver=DiscreteEnergy(refine=Shooting())`` for a shooting-certified one."""
+        ``docs/benchmarks.md``). It certifies lengths to 1e-4 relative on decoder manifolds
+        (float64; pass ``solver=DiscreteEnergy(length_rtol=1e-6)`` for six digits, several
+        times the cost on non-smooth decoders). Its ``log`` velocity is the discrete curve's
+        tangent; pass ``solver=DiscreteEnergy(refine=Shooting())`` for a shooting-certified
+        one."""
         return DiscreteEnergy()
 
     def squared_norm(self, z: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
